@@ -1,0 +1,32 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "tramoe_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(include=[package_name, f"{package_name}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+        (f"share/{package_name}/launch", glob("launch/*.launch.py")),
+        (f"share/{package_name}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (f"share/{package_name}/models", glob("models/*.safetensors") + glob("models/*.md")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="tramoe developers",
+    maintainer_email="tramoe@example.org",
+    description="Tra-MoE track model and trajectory-guided policy as ROS 2 nodes (LIBERO sim and dual-arm robot)",
+    license="MIT",
+    entry_points={
+        "console_scripts": [
+            "tramoe-train-tracks = tramoe_ros.cli.train:main_tracks",
+            "tramoe-train-policy = tramoe_ros.cli.train:main_policy",
+            "tramoe-bench = tramoe_ros.cli.bench:main",
+            "tramoe-smoke-demo = tramoe_ros.cli.smoke_demo:main",
+        ],
+    },
+)
