@@ -1,0 +1,124 @@
+"""`PolicyRunner`: closed-loop inference of the trajectory-guided policy, one observation at a time.
+
+The one inference path shared by the ROS policy node, LIBERO evaluation and the demos: it keeps the frame stack
+(padded at the episode start by repeating the first observation, as the training data is), asks the frozen track
+model for tracks when none are given, and returns the newest step's action clamped to [-1, 1].
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from tramoe_ros.config import PolicyConfig, config_from_dict
+from tramoe_ros.data.sampling import sample_double_grid
+from tramoe_ros.models.policy import TrackGuidedPolicy
+from tramoe_ros.models.predictor import TrackPredictor
+from tramoe_ros.training.checkpoint import CheckpointError, load_checkpoint, load_weights
+
+
+class PolicyRunner:
+    """Frame-stacked closed-loop policy.
+
+    Observations per step: images {view: (S, S, 3) uint8}, proprio {name: (d,)}, the instruction, and optionally
+    the tracks {view: (H, K, 2)} already predicted for these images (the ROS graph predicts them in the track
+    node); without them the runner's own `TrackPredictor` predicts from the grid queries.
+    """
+
+    def __init__(self, policy: TrackGuidedPolicy, predictor: TrackPredictor | None, model_id: str = "unsaved",
+                 device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.policy = policy.to(self.device).eval()
+        self.cfg: PolicyConfig = policy.cfg
+        self.predictor = predictor
+        self.model_id = model_id
+        self.queries = sample_double_grid(4)
+        if len(self.queries) != self.cfg.num_points:
+            raise ValueError(f"policy expects {self.cfg.num_points} points, grid queries give {len(self.queries)}")
+        self._stack: deque[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = deque(maxlen=self.cfg.frame_stack)
+        self.last_latency_ms = 0.0
+
+    @classmethod
+    def from_checkpoints(cls, policy_path: str | Path, track_model_path: str | Path | None = None,
+                         device: str | torch.device = "cpu") -> "PolicyRunner":
+        """Load a policy checkpoint and, unless `track_model_path` overrides it, the track model it was trained
+        with (recorded in the policy checkpoint)."""
+        ckpt = load_checkpoint(policy_path, kind="policy")
+        try:
+            cfg = config_from_dict(PolicyConfig, ckpt.config, where=f"{policy_path} config")
+        except ValueError as e:
+            raise CheckpointError(f"checkpoint {policy_path}: {e}") from None
+        policy = TrackGuidedPolicy(cfg)
+        load_weights(policy, ckpt)
+        track_path = track_model_path or ckpt.extra.get("track_model")
+        if track_path is not None and not Path(track_path).is_absolute() and not Path(track_path).exists():
+            # A shipped policy names its track model relative to the folder both live in.
+            track_path = Path(policy_path).parent / Path(track_path).name
+        predictor = TrackPredictor.from_checkpoint(track_path, device=device) if track_path else None
+        return cls(policy, predictor, model_id=ckpt.model_id, device=device)
+
+    def reset(self) -> None:
+        """Forget the frame stack (a new episode)."""
+        self._stack.clear()
+
+    def predict_tracks(self, images: dict[str, np.ndarray], instruction: str) -> dict[str, np.ndarray]:
+        """Grid-query tracks of every view, batched over views.
+
+        Returns:
+            {view: (H, K, 2) float32}
+        """
+        if self.predictor is None:
+            raise RuntimeError("no track model loaded: pass tracks to step() or load one")
+        batch = np.stack([images[v] for v in self.cfg.views])
+        tracks = self.predictor.predict(batch, self.queries, instruction).numpy()
+        return {v: tracks[i] for i, v in enumerate(self.cfg.views)}
+
+    def _check(self, images: dict[str, np.ndarray], tracks: dict[str, np.ndarray],
+               proprio: dict[str, np.ndarray]) -> None:
+        s = self.cfg.image_size
+        for v in self.cfg.views:
+            if v not in images:
+                raise ValueError(f"missing image for view {v!r} (have {sorted(images)})")
+            if images[v].shape != (s, s, 3):
+                raise ValueError(f"image {v!r} must be ({s}, {s}, 3), got {images[v].shape}")
+            if tracks[v].shape != (self.cfg.horizon, self.cfg.num_points, 2):
+                raise ValueError(f"tracks {v!r} must be ({self.cfg.horizon}, {self.cfg.num_points}, 2), "
+                                 f"got {tracks[v].shape}")
+            if not np.isfinite(tracks[v]).all():
+                raise ValueError(f"tracks {v!r} contain NaN or infinite values")
+        for name, d in self.cfg.proprio_dims.items():
+            if name not in proprio:
+                raise ValueError(f"missing proprio {name!r} (have {sorted(proprio)})")
+            if np.shape(proprio[name]) != (d,) or not np.isfinite(proprio[name]).all():
+                raise ValueError(f"proprio {name!r} must be {d} finite values, got {np.asarray(proprio[name])}")
+
+    @torch.no_grad()
+    def step(self, images: dict[str, np.ndarray], proprio: dict[str, np.ndarray], instruction: str,
+             tracks: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Add one observation to the frame stack and return the action for it.
+
+        Returns:
+            (action_dim,) float32 in [-1, 1]
+        """
+        start = time.perf_counter()
+        tracks = tracks if tracks is not None else self.predict_tracks(images, instruction)
+        self._check(images, tracks, proprio)
+        entry = (np.stack([images[v] for v in self.cfg.views]),
+                 np.stack([tracks[v] for v in self.cfg.views]).astype(np.float32),
+                 {k: np.asarray(proprio[k], np.float32) for k in self.cfg.proprio_dims})
+        if not self._stack:
+            self._stack.extend([entry] * self.cfg.frame_stack)
+        else:
+            self._stack.append(entry)
+        imgs = torch.from_numpy(np.stack([e[0] for e in self._stack], axis=1)).float()  # (V, T, S, S, 3)
+        imgs = rearrange(imgs, "v t h w c -> 1 v t c h w").to(self.device)
+        trk = torch.from_numpy(np.stack([e[1] for e in self._stack], axis=1))[None].to(self.device)
+        prop = {k: torch.from_numpy(np.stack([e[2][k] for e in self._stack]))[None].to(self.device)
+                for k in self.cfg.proprio_dims}
+        action = self.policy.act(imgs, trk, prop)[0].float().cpu().numpy()
+        self.last_latency_ms = (time.perf_counter() - start) * 1e3
+        return action
