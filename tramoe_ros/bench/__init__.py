@@ -1,0 +1,1 @@
+"""Benchmarks that print numbers (and ratios measured side by side in one run)."""

@@ -1,0 +1,115 @@
+"""`tramoe-collect-libero`: scripted-expert demonstrations of a LIBERO suite with ground-truth point tracks.
+
+    tramoe-collect-libero --suite libero_object --tasks 0-9 --episodes 50 --out data/libero/libero_object
+    tramoe-collect-libero --suite libero_90 --tasks 0-89 --episodes 20 --no-actions --out data/libero/libero_90
+
+Keeps only successful episodes, prints a per-task success report and writes it to <out>/collect_report.json.
+With --dry-run the expert runs without cameras and only the report is written (its success rate, fast):
+
+    tramoe-collect-libero --suite libero_spatial --tasks 0-9 --episodes 50 --dry-run --out runs/expert_spatial
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+
+def parse_task_list(text: str) -> list[int]:
+    """"0-9", "3", "0-2,7,9" -> sorted task indices."""
+    indices: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                first, last = (int(value) for value in part.split("-", 1))
+                if first > last:
+                    raise ValueError
+                indices.update(range(first, last + 1))
+            else:
+                indices.add(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"bad task list {text!r}: expected indices and ranges like 0-9 or 0-2,7"
+            ) from None
+    return sorted(indices)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tramoe-collect-libero", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", required=True,
+                        help="libero_spatial, libero_object, libero_goal, libero_10 or libero_90")
+    parser.add_argument("--tasks", type=parse_task_list, default=None,
+                        help="task indices, e.g. 0-9 or 0,3,5 (default: every task of the suite)")
+    parser.add_argument("--episodes", type=int, default=50,
+                        help="successful episodes to keep per task; initial states are tried in order until that "
+                             "many succeed or all 50 have been tried (default 50)")
+    parser.add_argument("--out", required=True, help="output folder (one sub-folder per task)")
+    parser.add_argument("--no-actions", action="store_true",
+                        help="write action-free videos (no actions, no proprioception), e.g. D_ood from libero_90")
+    parser.add_argument("--points", type=int, default=1000, help="tracked surface points per view (default 1000)")
+    parser.add_argument("--grid", type=int, default=0,
+                        help="also track a GRID x GRID grid of pixels unprojected through the depth map (default 0)")
+    parser.add_argument("--camera-size", type=int, default=128, help="image side in pixels (default 128)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="step budget per episode (default 600, LIBERO evaluation's budget in ATM / Tra-MoE)")
+    parser.add_argument("--no-reflections", action="store_true",
+                        help="render without floor/table reflections (faster; looks unlike LIBERO's datasets)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the track point sampling")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="only measure the expert's success: no cameras, nothing written but the report")
+    args = parser.parse_args(argv)
+
+    # MuJoCo reads these when first imported, so they are set before the simulator modules load.
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("MESA_SHADER_CACHE_DIR", os.path.join(tempfile.gettempdir(), "tramoe_mesa_shader_cache"))
+    from tqdm import tqdm
+
+    from tramoe_ros.sim.collect import collect_task, format_report, write_report
+    from tramoe_ros.sim.libero_env import EVAL_MAX_STEPS, LiberoError, num_tasks
+
+    try:
+        total_tasks = num_tasks(args.suite)
+        tasks = args.tasks if args.tasks is not None else list(range(total_tasks))
+        out_of_range = [task for task in tasks if not 0 <= task < total_tasks]
+        if out_of_range:
+            raise LiberoError(f"tasks {out_of_range} are out of range for {args.suite} (0..{total_tasks - 1})")
+        if args.episodes < 1 or args.points < 0 or args.grid < 0 or args.points + args.grid == 0:
+            raise LiberoError("need --episodes >= 1, --points >= 0, --grid >= 0 and some points to track")
+    except LiberoError as e:
+        print(f"tramoe-collect-libero: error: {e}", file=sys.stderr)
+        return 2
+
+    settings = dict(vars(args))
+    settings["max_steps"] = args.max_steps or EVAL_MAX_STEPS
+    reports = []
+    with tqdm(total=len(tasks) * args.episodes, unit="episode", desc=args.suite) as progress:
+        for task in tasks:
+            succeeded = 0
+
+            def on_attempt(success: bool) -> None:
+                nonlocal succeeded
+                succeeded += success
+                progress.set_postfix(task=task, ok=succeeded, refresh=False)
+                progress.update(int(success))
+
+            report = collect_task(
+                args.suite, task, args.out, episodes=args.episodes, with_actions=not args.no_actions,
+                num_points=args.points, grid_size=args.grid, camera_size=args.camera_size,
+                max_steps=settings["max_steps"], reflections=not args.no_reflections, seed=args.seed,
+                dry_run=args.dry_run, on_attempt=on_attempt,
+            )
+            # Episodes a task could not deliver are taken off the bar's total so it ends full.
+            progress.total -= args.episodes - report.successes
+            progress.refresh()
+            reports.append(report)
+            write_report(args.out, reports, settings)
+    print(format_report(reports))
+    print(f"report: {write_report(args.out, reports, settings)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The training loop shared by `tramoe-train-tracks` and `tramoe-train-policy`.
+
+A `TrainingTask` supplies the model, the data and the loss; `fit` owns everything else: AdamW, linear warm-up +
+cosine decay, gradient clipping, progress bars, validation, checkpoints (`last.safetensors` + `train_state.pt`,
+`best.safetensors` by validation loss), resume, `history.json` and a loss-curve PNG.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from tramoe_ros.config import OptimConfig, TrainConfig
+from tramoe_ros.training.checkpoint import load_train_state, save_train_state
+from tramoe_ros.training.curves import plot_history
+
+
+def select_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.0) -> float:
+    """LR multiplier: linear warm-up from 0 to 1 over `warmup_steps`, then cosine decay to `min_ratio`."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class TrainingTask(Protocol):
+    """What a trainer needs from a model family."""
+
+    model: torch.nn.Module
+    kind: str  # checkpoint kind
+
+    def train_batches(self, epoch: int) -> Iterable[Any]:
+        """Batches of one training epoch (the task sets its sampler's epoch)."""
+
+    def steps_per_epoch(self) -> int: ...
+
+    def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss (scalar, with grad) and its named parts as floats."""
+
+    def validate(self) -> dict[str, float]:
+        """Validation metrics; must contain `val_loss` (lower is better)."""
+
+    def save(self, path: Path, extra: dict) -> None:
+        """Write a model checkpoint (weights + config) to `path`."""
+
+    def load_weights(self, path: Path) -> None: ...
+
+
+@dataclass
+class FitResult:
+    out_dir: Path
+    history: dict[str, list] = field(default_factory=dict)
+    best_val: float = math.inf
+    seconds: float = 0.0
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    keys = rows[0].keys() if rows else []
+    return {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
+
+
+def fit(task: TrainingTask, train: TrainConfig, optim: OptimConfig, device: torch.device,
+        config_dict: dict) -> FitResult:
+    """Train `task.model` for `train.epochs` epochs; resumes from `train.resume` when set."""
+    out_dir = Path(train.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(config_dict, indent=2))
+    model = task.model
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=optim.lr, betas=optim.betas,
+    )
+    steps_per_epoch = task.steps_per_epoch()
+    total_steps = steps_per_epoch * train.epochs
+    warmup_steps = int(round(optim.warmup_epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps, optim.min_lr_ratio)
+    )
+    result = FitResult(out_dir=out_dir, history={"train": [], "val": []})
+    start_epoch, step = 0, 0
+    if train.resume:
+        resume = Path(train.resume)
+        run_dir = resume if resume.is_dir() else resume.parent
+        task.load_weights(run_dir / "last.safetensors")
+        state = load_train_state(run_dir / "train_state.pt")
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, step = state["epoch"], state["step"]
+        result.history, result.best_val = state["history"], state["best_val"]
+        torch.set_rng_state(state["torch_rng"])
+        tqdm.write(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
+
+    started = time.perf_counter()
+    epochs = tqdm(range(start_epoch, train.epochs), desc="epochs", unit="ep", initial=start_epoch,
+                  total=train.epochs, dynamic_ncols=True)
+    for epoch in epochs:
+        model.train()
+        rows = []
+        bar = tqdm(task.train_batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch}", leave=False,
+                   unit="step", dynamic_ncols=True)
+        for batch in bar:
+            loss, logs = task.loss(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch} step {step}: {logs}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip_grad)
+            optimizer.step()
+            scheduler.step()
+            logs = {**logs, "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0]}
+            rows.append(logs)
+            result.history["train"].append({"step": step, "epoch": epoch, **logs})
+            step += 1
+            bar.set_postfix(loss=f"{logs['total']:.4f}")
+        summary = {"epoch": epoch, "step": step, **{f"train_{k}": v for k, v in _mean(rows).items()}}
+        last_epoch = epoch == train.epochs - 1
+        if (epoch + 1) % train.val_every == 0 or last_epoch:
+            summary.update(task.validate())
+            if summary["val_loss"] < result.best_val:
+                result.best_val = summary["val_loss"]
+                task.save(out_dir / "best.safetensors", {"epoch": epoch, "val_loss": summary["val_loss"]})
+        result.history["val"].append(summary)
+        epochs.set_postfix({k: f"{v:.4g}" for k, v in summary.items() if k in ("train_total", "val_loss")})
+        if (epoch + 1) % train.save_every == 0 or last_epoch:
+            task.save(out_dir / "last.safetensors", {"epoch": epoch})
+            save_train_state(out_dir / "train_state.pt", {
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                "step": step, "history": result.history, "best_val": result.best_val,
+                "torch_rng": torch.get_rng_state(),
+            })
+        (out_dir / "history.json").write_text(json.dumps(result.history))
+        plot_history(result.history, out_dir / "loss_curves.png")
+    result.seconds = time.perf_counter() - started
+    return result
