@@ -117,6 +117,7 @@ def bench_graph(task: str = "libero_object/0", policy_path: str | Path | None = 
     out["graph_target_rate_hz"] = params["libero_bridge_node"]["ros__parameters"]["control_rate_hz"]
     out["graph_control_rate_hz"] = graph["control_rate_hz"]
     out["graph_sim_rate_hz"] = graph["sim_rate_hz"]
-    for key in ("latency_ms_p50", "latency_ms_p95", "latency_ms_max", "actions"):
+    for key in ("latency_ms_p50", "latency_ms_p95", "latency_ms_max", "tracks_latency_ms_p50",
+                "policy_inference_ms_p50", "actions"):
         out[f"graph_{key}"] = graph[key]
     return out

@@ -200,12 +200,18 @@ class SparseMoE(nn.Module):
             if copies.numel() == 0:
                 continue
             expert_out = expert(rows)
-            weighted = expert_out * copy_gate.index_select(0, copies).to(expert_out.dtype)[:, None]
             if per_copy is None:
-                per_copy = weighted.new_empty(copy_expert.shape[0], weighted.shape[1])
-            per_copy.index_copy_(0, copies, weighted)
+                per_copy = expert_out.new_empty(copy_expert.shape[0], expert_out.shape[1])
+            per_copy.index_copy_(0, copies, expert_out)
         if per_copy is None:
             per_copy = tokens.new_empty(0, tokens.shape[1])
+        # The straight-through top-1 gate is exactly 1 in the forward pass; without autograd the product is the
+        # identity, so inference skips it. Otherwise one product in copy order, after all experts, keeps the
+        # number of parallel CPU ops per layer small.
+        gate_is_identity = (self.gate_mode is GateMode.STRAIGHT_THROUGH and self.top_k == 1
+                            and not copy_gate.requires_grad)
+        if not gate_is_identity:
+            per_copy = per_copy * copy_gate.to(per_copy.dtype)[:, None]
         per_slot = rearrange(per_copy, "(s k) d -> s k d", k=self.top_k)
         out = per_slot[:, 0] if self.top_k == 1 else per_slot.sum(dim=1)
         return rearrange(out, "(b s) d -> b s d", b=batch), routing

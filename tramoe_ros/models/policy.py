@@ -150,8 +150,9 @@ class TrackGuidedPolicy(nn.Module):
             if tuple(proprio[k].shape) != (b, t, d):
                 raise ValueError(f"proprio[{k!r}] must be (B, T, d) = {(b, t, d)}, got {tuple(proprio[k].shape)}")
 
-    def _spatial(self, images: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
-        """Early fusion of each frame's images and tracks.
+    def encode_frames(self, images: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
+        """Early fusion of each frame's images and tracks. Frames are encoded independently, so in eval mode a
+        closed-loop runner can encode each new frame once and keep the features of the stack (`PolicyRunner`).
 
         Args:
             images: (B, V, T, 3, S, S) 0..255
@@ -213,7 +214,20 @@ class TrackGuidedPolicy(nn.Module):
             (B, T, action_dim) unclamped actions for every step (training regresses all T with MSE, as ATM)
         """
         self._check_inputs(images, tracks, proprio)
-        feat = self._temporal(self._spatial(images, tracks), proprio)
+        return self.actions_from_frames(self.encode_frames(images, tracks), tracks, proprio)
+
+    def actions_from_frames(self, frames: torch.Tensor, tracks: torch.Tensor,
+                            proprio: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Temporal fusion and the action head over per-frame features from `encode_frames`.
+
+        Args:
+            frames: (B, T, temporal_dim)
+            tracks: (B, V, T, H, K, 2) the raw tracks for late fusion
+            proprio: name -> (B, T, d)
+        Returns:
+            (B, T, action_dim) unclamped
+        """
+        feat = self._temporal(frames, proprio)
         # Late fusion: the raw trajectories join the fused feature right before the head (paper Sec. 3.2).
         raw = rearrange(tracks, "b v t h k c -> b t (v h k c)")
         return self.head(torch.cat([feat, raw], dim=-1))
