@@ -45,6 +45,9 @@ def test_output_matches_per_token_computation(gate_mode, top_k):
     assert torch.all(chosen_logits[:, 0] == routing.logits.max(dim=1).values)
     assert all(len(set(row.tolist())) == top_k for row in routing.expert_index)
     torch.testing.assert_close(out.reshape(21, 16), naive_moe(moe, x, routing), atol=1e-6, rtol=1e-5)
+    with torch.no_grad():  # inference path (the straight-through top-1 gate product is skipped there)
+        out_no_grad, _ = moe(x)
+    torch.testing.assert_close(out_no_grad, out, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("gate_mode", list(GateMode))

@@ -73,16 +73,17 @@ class TrackTrainingTask:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Validation track MSE (normalised coordinates, the paper's track-model metric), no image masking."""
+        """Validation track MSE (normalised coordinates, the paper's track-model metric), no image masking, and
+        the MSE of the 'nothing moves' baseline that keeps every point at its query, for reference."""
         self.model.eval()
-        se, n = 0.0, 0
+        se, se_static, n = 0.0, 0.0, 0
         for batch in self.val_loader:
             out, _, tracks = self._forward(batch)
             se += torch.nn.functional.mse_loss(out.tracks, tracks, reduction="sum").item()
+            se_static += torch.nn.functional.mse_loss(tracks[:, :1].expand_as(tracks), tracks, reduction="sum").item()
             n += tracks.numel()
         self.model.train()
-        mse = se / max(n, 1)
-        return {"val_loss": mse, "val_track_mse": mse}
+        return {"val_loss": se / max(n, 1), "val_track_mse": se / max(n, 1), "val_static_mse": se_static / max(n, 1)}
 
     def save(self, path: Path, extra: dict) -> None:
         save_checkpoint(path, self.model, self.kind, config_to_dict(self.cfg.model),
