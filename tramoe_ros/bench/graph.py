@@ -1,23 +1,26 @@
-"""Speed of the ROS graph on this machine, three measurements side by side in one run:
+"""Speed of the ROS graph on this machine, side by side in one run:
 
-- `env_*`: LiberoEnv stepped directly in a loop (what the simulator costs by itself);
-- `bridge_*`: the LIBERO bridge node in lock-step with an instant responder that answers every observation
-  with a zero action (the bridge's own cost: publishing images, joint states and status, and the action round
-  trip through DDS); `bridge_overhead_ms_per_step` is the difference to stepping the env directly;
+- `env_*` and `bridge_*`: LiberoEnv stepped directly, and the LIBERO bridge node stepped in lock-step by a
+  responder that answers each observation at once with a no-op action (the bridge's own cost: publishing images,
+  joint states and status, and the action round trip through DDS). The two alternate in rounds, so load from
+  other processes hits both alike; `bridge_overhead_ms_per_step` is the difference of their medians.
 - `graph_*`: the whole sim graph in real time (bridge at its control rate, track, policy and arm nodes, in one
   process as `tramoe-up sim` runs it): camera->action latency p50/p95 (receive time of each action minus the
-  stamp of the images it came from) and the achieved control rate.
+  stamp of the images it came from), its parts, the achieved control rate and the simulation's step rate.
 """
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import yaml
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Header
 from tramoe_msgs.msg import PolicyAction
 
 from tramoe_ros.config import PolicyConfig, TrackModelConfig, config_to_dict
@@ -29,22 +32,39 @@ from tramoe_ros.ros.probe import GraphProbe
 from tramoe_ros.ros.qos import RELIABLE_QOS
 from tramoe_ros.sim.libero_env import DEFAULT_VIEWS, NOOP_ACTION, LiberoEnv
 
+ROUNDS = 5
 # Wall-clock allowance for loading the simulator and models, and per step, before a run is cut short.
 STARTUP_BUDGET_S = 180.0
-STEP_BUDGET_S = 2.0
+STEP_BUDGET_S = 5.0
 
 
-class InstantResponder(Node):
-    """Answers each observation (its /joint_states) at once with LIBERO's no-op action, stamped like the
-    observation, as a policy with zero latency would."""
+class BudgetResponder(Node):
+    """Answers observations (their /joint_states) with LIBERO's no-op action, stamped like the observation, as a
+    policy with zero latency would; only as many as `allow` grants, so a benchmark decides when the bridge steps."""
 
     def __init__(self, **node_kwargs):
-        super().__init__("instant_responder", **node_kwargs)
+        super().__init__("budget_responder", **node_kwargs)
+        self._lock = threading.Lock()
+        self._budget = 0
+        self._waiting: Header | None = None  # the newest observation not answered yet
         self._publisher = self.create_publisher(PolicyAction, topics.LIBERO_ACTION, RELIABLE_QOS)
-        self.create_subscription(JointState, topics.JOINT_STATES, self._respond, RELIABLE_QOS)
+        self.create_subscription(JointState, topics.JOINT_STATES, self._on_observation, RELIABLE_QOS)
 
-    def _respond(self, msg: JointState) -> None:
-        self._publisher.publish(action_to_msg(NOOP_ACTION, msg.header, 0.0, "noop"))
+    def allow(self, steps: int) -> None:
+        with self._lock:
+            self._budget += steps
+            self._answer()
+
+    def _on_observation(self, msg: JointState) -> None:
+        with self._lock:
+            self._waiting = msg.header
+            self._answer()
+
+    def _answer(self) -> None:
+        if self._budget > 0 and self._waiting is not None:
+            self._publisher.publish(action_to_msg(NOOP_ACTION, self._waiting, 0.0, "noop"))
+            self._budget -= 1
+            self._waiting = None
 
 
 def random_checkpoints(folder: Path) -> tuple[Path, Path]:
@@ -66,58 +86,72 @@ def _with_bridge_overrides(nodes: list[ResolvedNode], **overrides) -> list[Resol
             for n in nodes]
 
 
-def _run(nodes: list[ResolvedNode], steps: int, extra=()) -> dict:
-    with BackgroundGraph(nodes, extra_nodes=lambda ctx: [GraphProbe(context=ctx)] + [e(context=ctx) for e in extra]) \
-            as graph:
+def _env_and_bridge(task: str, steps: int, reflections: bool, views: tuple[str, ...]) -> dict:
+    """Median milliseconds per step of the env stepped directly and of the bridge, in alternating rounds."""
+    suite, _, index = task.partition("/")
+    per_round = max(1, steps // ROUNDS)
+    bridge_nodes = _with_bridge_overrides(
+        [n for n in resolve("sim", {"task": task, "mode": "lockstep", "max_steps": str(per_round * ROUNDS + 1)})
+         if n.name == "libero_bridge_node"], reflections=reflections, views=list(views))
+    env_ms, bridge_ms = [], []
+    with LiberoEnv(suite, int(index), views=views, reflections=reflections, max_steps=steps + 2) as env, \
+            BackgroundGraph(bridge_nodes, extra_nodes=lambda ctx: [GraphProbe(context=ctx),
+                                                                   BudgetResponder(context=ctx)]) as graph:
+        env.reset(0)
+        env.step(NOOP_ACTION)  # the first step after a reset allocates render buffers
+        probe: GraphProbe = graph.node("graph_probe")
+        responder: BudgetResponder = graph.node("budget_responder")
+        responder.allow(1)  # the same first step for the bridge, once the graph is connected
+        if not probe.wait_for_step(1, STARTUP_BUDGET_S):
+            raise RuntimeError("the bridge did not step")
+        for r in range(ROUNDS):
+            start = time.perf_counter()
+            for _ in range(per_round):
+                env.step(NOOP_ACTION)
+            env_ms.append((time.perf_counter() - start) * 1e3 / per_round)
+            start = time.perf_counter()
+            responder.allow(per_round)
+            if not probe.wait_for_step(1 + (r + 1) * per_round, STEP_BUDGET_S * per_round):
+                raise RuntimeError("the bridge stopped stepping")
+            bridge_ms.append((time.perf_counter() - start) * 1e3 / per_round)
+    env_median, bridge_median = statistics.median(env_ms), statistics.median(bridge_ms)
+    return {"env_ms_per_step": round(env_median, 1), "env_steps_per_s": round(1e3 / env_median, 2),
+            "bridge_ms_per_step": round(bridge_median, 1), "bridge_steps_per_s": round(1e3 / bridge_median, 2),
+            "bridge_overhead_ms_per_step": round(bridge_median - env_median, 1)}
+
+
+def _realtime_graph(task: str, steps: int, reflections: bool, views: tuple[str, ...], policy_path: Path,
+                    track_model_path: Path) -> dict:
+    nodes = _with_bridge_overrides(
+        resolve("sim", {"task": task, "mode": "realtime", "max_steps": str(steps), "policy_model": str(policy_path),
+                        "track_model": str(track_model_path)}), reflections=reflections, views=list(views))
+    with BackgroundGraph(nodes, extra_nodes=lambda ctx: [GraphProbe(context=ctx)]) as graph:
         probe: GraphProbe = graph.node("graph_probe")
         if not probe.episode_done.wait(STARTUP_BUDGET_S + STEP_BUDGET_S * steps):
             raise RuntimeError(f"the graph did not finish {steps} steps in time")
-        return probe.summary()
+        result = probe.summary()
+    params = yaml.safe_load(Path(nodes[0].params_file).read_text())
+    out = {"graph_target_rate_hz": params["libero_bridge_node"]["ros__parameters"]["control_rate_hz"]}
+    for key in ("control_rate_hz", "sim_rate_hz", "latency_ms_p50", "latency_ms_p95", "latency_ms_max",
+                "tracks_latency_ms_p50", "policy_inference_ms_p50", "actions"):
+        out[f"graph_{key}"] = result[key]
+    return out
 
 
 def bench_graph(task: str = "libero_object/0", policy_path: str | Path | None = None,
                 track_model_path: str | Path | None = None, steps: int = 100, reflections: bool = True,
                 views: tuple[str, ...] = DEFAULT_VIEWS) -> dict:
-    """Run the three measurements on `task` ("<suite>/<index>") for `steps` steps each.
+    """Measure on `task` ("<suite>/<index>") with `steps` simulation steps per measurement.
 
     Without model paths, untrained models of the paper's sizes are timed.
     """
-    suite, _, index = task.partition("/")
     out: dict = {"task": task, "steps": steps, "views": list(views), "reflections": reflections}
-
-    with LiberoEnv(suite, int(index), views=views, reflections=reflections, max_steps=steps + 1) as env:
-        env.reset(0)
-        env.step(NOOP_ACTION)  # the first step after a reset allocates render buffers
-        start = time.perf_counter()
-        for _ in range(steps):
-            env.step(NOOP_ACTION)
-        env_ms = (time.perf_counter() - start) * 1e3 / steps
-    out["env_ms_per_step"] = round(env_ms, 1)
-    out["env_steps_per_s"] = round(1e3 / env_ms, 2)
-
+    out.update(_env_and_bridge(task, steps, reflections, views))
     with tempfile.TemporaryDirectory() as scratch:
         if policy_path is None or track_model_path is None:
             track_model_path, policy_path = random_checkpoints(Path(scratch))
             out["models"] = "untrained, default sizes"
         else:
             out["models"] = f"{policy_path}, {track_model_path}"
-        arguments = {"task": task, "max_steps": str(steps), "policy_model": str(policy_path),
-                     "track_model": str(track_model_path)}
-        bridge_only = [n for n in resolve("sim", {**arguments, "mode": "lockstep"}) if n.name == "libero_bridge_node"]
-        bridge = _run(_with_bridge_overrides(bridge_only, reflections=reflections, views=list(views)), steps,
-                      extra=[InstantResponder])
-        out["bridge_steps_per_s"] = bridge["sim_rate_hz"]
-        out["bridge_ms_per_step"] = round(1e3 / bridge["sim_rate_hz"], 1)
-        out["bridge_overhead_ms_per_step"] = round(out["bridge_ms_per_step"] - env_ms, 1)
-
-        realtime = _with_bridge_overrides(resolve("sim", {**arguments, "mode": "realtime"}),
-                                          reflections=reflections, views=list(views))
-        graph = _run(realtime, steps)
-    params = yaml.safe_load(Path(realtime[0].params_file).read_text())
-    out["graph_target_rate_hz"] = params["libero_bridge_node"]["ros__parameters"]["control_rate_hz"]
-    out["graph_control_rate_hz"] = graph["control_rate_hz"]
-    out["graph_sim_rate_hz"] = graph["sim_rate_hz"]
-    for key in ("latency_ms_p50", "latency_ms_p95", "latency_ms_max", "tracks_latency_ms_p50",
-                "policy_inference_ms_p50", "actions"):
-        out[f"graph_{key}"] = graph[key]
+        out.update(_realtime_graph(task, steps, reflections, views, Path(policy_path), Path(track_model_path)))
     return out

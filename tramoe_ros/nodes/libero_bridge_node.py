@@ -1,0 +1,250 @@
+"""`libero_bridge_node`: a LIBERO task in the ROS graph, seen exactly as the real robot is.
+
+Publishes, per step and all with one stamp (the render time): /episode_status (EpisodeStatus), /joint_states
+(the 7 arm joints and 2 finger joints, robosuite's names), and /cameras/<view>/image_raw (rgb8, upright) for
+the rendered views; once, transient local: /instruction (the task's, or the `instruction` parameter).
+Applies actions from /libero/action (PolicyAction, 7-D) and resets through /libero/reset (ResetEpisode).
+
+Modes:
+- `realtime`: one env step per control period (`control_rate_hz`) with the newest action received since the last
+  step; a step without a fresh action applies a zero-motion action that keeps the gripper command (the arm
+  holds). Until the episode's first action arrives, the world waits and the first observation is re-published
+  each period with a new stamp.
+- `lockstep`: one env step per action, and only for the action computed from the current observation (its
+  header stamp equals the observation's), so an episode is deterministic whatever the timing. While waiting,
+  the observation is re-sent every `resend_period_s` (a node that started late still gets it): unchanged once
+  the episode has started, with a new stamp before its first action (as in real time, the world waits).
+When an episode ends (success or `max_steps`) the bridge stops stepping; `auto_reset` starts the next
+initial state.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import NoReturn
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header, String
+from tramoe_msgs.msg import EpisodeStatus, PolicyAction
+from tramoe_msgs.srv import ResetEpisode
+
+from tramoe_ros.ros import topics
+from tramoe_ros.ros.conversions import action_from_msg, image_from_rgb, stamp_to_ns
+from tramoe_ros.ros.diagnostics import NodeHealth
+from tramoe_ros.ros.errors import MalformedMessage, NodeStartupError
+from tramoe_ros.ros.params import Param, declare_params, non_negative, not_empty, one_of, positive
+from tramoe_ros.ros.qos import IMAGE_QOS, LATCHED_QOS, RELIABLE_QOS, STATUS_QOS
+from tramoe_ros.ros.runtime import run_node
+from tramoe_ros.sim.libero_env import ACTION_DIM, LiberoEnv, LiberoError
+
+REPORT_WINDOW = 50
+
+
+def _task_format(task: str) -> str | None:
+    suite, _, index = task.partition("/")
+    return None if suite and index.isdigit() else "must be <suite>/<task index>, e.g. libero_object/0"
+
+
+PARAMS = [
+    Param("task", "libero_object/0", "LIBERO task as <suite>/<task index>", _task_format),
+    Param("init_state_index", 0, "initial state of the first episode (0..49)", non_negative),
+    Param("views", ["agentview", "eye_in_hand"], "cameras to render and publish (only these are rendered)",
+          not_empty),
+    Param("camera_size", 128, "image side in pixels", positive),
+    Param("max_steps", 600, "episode step budget", positive),
+    Param("reflections", True, "render reflections as LIBERO's datasets do; false renders faster"),
+    Param("mode", "realtime", "realtime: step at control_rate_hz; lockstep: one step per action (deterministic)",
+          one_of("realtime", "lockstep")),
+    Param("control_rate_hz", 20.0, "realtime stepping rate (LIBERO's control rate is 20 Hz)", positive),
+    Param("instruction", "", "instruction to publish; empty: the task's own"),
+    Param("auto_reset", False, "start the next initial state when an episode ends"),
+    Param("resend_period_s", 1.0, "lockstep: re-send the waiting observation this often", positive),
+    Param("stale_after_s", 2.0, "report the action input stale after this long without a usable action",
+          positive),
+]
+
+
+class LiberoBridgeNode(Node):
+    def __init__(self, **node_kwargs):
+        self.env = None  # set before anything can fail, for destroy_node
+        super().__init__("libero_bridge_node", **node_kwargs)
+        self.params = declare_params(self, PARAMS)
+        suite, _, index = self.params["task"].partition("/")
+        # MuJoCo renders through an EGL context bound to the thread that created it, while an executor may run
+        # callbacks on any thread (tramoe-up's MultiThreadedExecutor): every env call runs on this one thread.
+        self._sim_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="libero")
+        try:
+            self.env = self._sim(LiberoEnv, suite, int(index), views=self.params["views"],
+                                 camera_size=self.params["camera_size"], max_steps=self.params["max_steps"],
+                                 reflections=self.params["reflections"])
+        except LiberoError as e:
+            self._sim_thread.shutdown()
+            raise NodeStartupError(str(e)) from None
+        except ImportError as e:
+            self._sim_thread.shutdown()
+            raise NodeStartupError(f"LIBERO is not importable ({e}); install the simulation dependencies") from None
+        robot = self.env.robosuite_env.robots[0]
+        self.joint_names = list(robot.robot_joints) + list(robot.gripper.joints)
+        self.instruction = self.params["instruction"] or self.env.instruction
+        self.lockstep = self.params["mode"] == "lockstep"
+
+        self.episode = -1  # the first reset makes it 0
+        self.success = False
+        self.done = False
+        self._observation = None
+        self._stamp = None
+        self._started = False  # the episode's first action has arrived
+        self._newest_action: np.ndarray | None = None
+        self._gripper_command = -1.0  # open, as LIBERO's no-op action
+        self._published_at = 0.0
+        self._step_ms: deque[float] = deque(maxlen=REPORT_WINDOW)
+        self._step_times: deque[float] = deque(maxlen=REPORT_WINDOW)
+
+        self.health = NodeHealth(self, self.params["stale_after_s"], hardware_id=f"LIBERO {self.params['task']}",
+                                 state=self._state)
+        self._status_pub = self.create_publisher(EpisodeStatus, topics.EPISODE_STATUS, STATUS_QOS)
+        self._joint_pub = self.create_publisher(JointState, topics.JOINT_STATES, RELIABLE_QOS)
+        self._image_pubs = {v: self.create_publisher(Image, topics.camera_image(v), IMAGE_QOS)
+                            for v in self.params["views"]}
+        self._instruction_pub = self.create_publisher(String, topics.INSTRUCTION, LATCHED_QOS)
+        self._instruction_pub.publish(String(data=self.instruction))
+        self.health.watch(topics.LIBERO_ACTION)
+        self.create_subscription(PolicyAction, topics.LIBERO_ACTION, self._on_action, RELIABLE_QOS)
+        self.create_service(ResetEpisode, topics.LIBERO_RESET, self._on_reset)
+        if self.lockstep:
+            self.create_timer(self.params["resend_period_s"], self._resend_if_waiting)
+        else:
+            self.create_timer(1.0 / self.params["control_rate_hz"], self._realtime_tick)
+        try:
+            self._reset(self.params["init_state_index"])
+        except LiberoError as e:
+            raise NodeStartupError(str(e)) from None
+        self.get_logger().info(f"LIBERO {self.params['task']} ({self.env.task_name}), {self.params['mode']}, "
+                               f"views {list(self.params['views'])}: {self.instruction!r}")
+
+    def _sim(self, function, *args, **kwargs):
+        """Run `function` on the simulator's thread and return its result."""
+        return self._sim_thread.submit(function, *args, **kwargs).result()
+
+    # ---- episode ---------------------------------------------------------------------------------------------
+
+    def _reset(self, init_state_index: int) -> None:
+        self._observation = self._sim(self.env.reset, init_state_index)
+        self.init_state_index = init_state_index
+        self.episode += 1
+        self.success = self.done = self._started = False
+        self._newest_action = None
+        self._gripper_command = -1.0
+        self._publish_observation(new_stamp=True)
+
+    def _step(self, action: np.ndarray) -> None:
+        start = time.perf_counter()
+        self._observation, self.success, self.done = self._sim(self.env.step, action)
+        self._step_ms.append((time.perf_counter() - start) * 1e3)
+        self._step_times.append(time.monotonic())
+        self._gripper_command = float(action[-1])
+        self._publish_observation(new_stamp=True)
+        if self.done:
+            self.get_logger().info(f"episode {self.episode} ended after {self.env.steps} steps: "
+                                   f"{'success' if self.success else 'failure'}")
+            if self.params["auto_reset"]:
+                self._reset((self.init_state_index + 1) % self.env.num_init_states)
+
+    def _publish_observation(self, new_stamp: bool) -> None:
+        """Status, joint states and images, all with one stamp: a new one (a new observation) or the last one
+        (the same observation re-sent). Status and joint states go first, so a policy has them when tracks
+        computed from the images reach it."""
+        if new_stamp:
+            self._stamp = self.get_clock().now().to_msg()
+        header = Header(stamp=self._stamp)
+        obs = self._observation
+        self._status_pub.publish(EpisodeStatus(
+            header=header, suite=self.env.suite, task_index=self.env.task_index, instruction=self.instruction,
+            episode=self.episode, step=self.env.steps, horizon=self.env.max_steps, success=self.success,
+            done=self.done))
+        self._joint_pub.publish(JointState(
+            header=header, name=self.joint_names,
+            position=np.concatenate([obs.joint_states, obs.gripper_states]).astype(np.float64).tolist()))
+        for view, publisher in self._image_pubs.items():
+            publisher.publish(image_from_rgb(obs.images[view], Header(stamp=self._stamp, frame_id=view)))
+        self._published_at = time.monotonic()
+
+    # ---- actions ---------------------------------------------------------------------------------------------
+
+    def _on_action(self, msg: PolicyAction) -> None:
+        try:
+            action = action_from_msg(msg, ACTION_DIM)
+        except MalformedMessage as e:
+            self.health.drop(e)
+            return
+        self.health.seen(topics.LIBERO_ACTION)
+        if self.done:
+            self.health.count("ignored_after_done")
+            return
+        if not self.lockstep:
+            self._newest_action = action
+            self._started = True
+            return
+        if stamp_to_ns(msg.header.stamp) != stamp_to_ns(self._stamp):
+            self.health.count("ignored_not_for_current_observation")  # a duplicate, or for an earlier step
+            return
+        self._started = True
+        self._step(action)
+
+    def _realtime_tick(self) -> None:
+        if self.done:
+            return
+        if not self._started:
+            self._publish_observation(new_stamp=True)  # the world waits for its controller
+            return
+        if self._newest_action is None:
+            self.health.count("hold_steps")
+            action = np.array([0, 0, 0, 0, 0, 0, self._gripper_command], np.float32)
+        else:
+            action, self._newest_action = self._newest_action, None
+        self._step(action)
+
+    def _resend_if_waiting(self) -> None:
+        if not self.done and time.monotonic() - self._published_at >= self.params["resend_period_s"]:
+            self.health.count("resent")
+            self._publish_observation(new_stamp=not self._started)
+
+    def _on_reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response) -> ResetEpisode.Response:
+        index = request.init_state_index
+        if index < 0:
+            index = (self.init_state_index + 1) % self.env.num_init_states
+        try:
+            self._reset(index)
+        except LiberoError as e:
+            response.success, response.message = False, str(e)
+            return response
+        response.success = True
+        response.message = f"episode {self.episode}: initial state {index}"
+        response.instruction = self.instruction
+        return response
+
+    def _state(self) -> dict[str, str]:
+        state = {"episode": str(self.episode), "step": str(self.env.steps), "success": str(self.success),
+                 "done": str(self.done)}
+        if self._step_ms:
+            state["env_step_ms_p50"] = f"{np.percentile(self._step_ms, 50):.1f}"
+        if len(self._step_times) > 1 and self._step_times[-1] > self._step_times[0]:
+            state["step_rate_hz"] = f"{(len(self._step_times) - 1) / (self._step_times[-1] - self._step_times[0]):.2f}"
+        return state
+
+    def destroy_node(self) -> None:
+        if self.env is not None:
+            self._sim(self.env.close)
+            self._sim_thread.shutdown()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> NoReturn:
+    run_node(LiberoBridgeNode, "libero_bridge_node", args)
+
+
+if __name__ == "__main__":
+    main()
