@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from einops import rearrange, repeat
 
-from tramoe_ros.config import TrackModelConfig, config_from_dict
+from tramoe_ros.config import TrackModelConfig
 from tramoe_ros.models.language import LanguageEncoder, build_language_encoder
 from tramoe_ros.models.track_transformer import TrackTransformer
-from tramoe_ros.training.checkpoint import CheckpointError, load_checkpoint, load_weights
+from tramoe_ros.training.checkpoint import load_model
 
 
 class TrackPredictor:
@@ -39,13 +39,7 @@ class TrackPredictor:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
                         language_encoder: str | None = None) -> "TrackPredictor":
         """Load a `track_model` checkpoint; the language encoder defaults to the one it was trained with."""
-        ckpt = load_checkpoint(path, kind="track_model")
-        try:
-            cfg = config_from_dict(TrackModelConfig, ckpt.config, where=f"{path} config")
-        except ValueError as e:
-            raise CheckpointError(f"checkpoint {path}: {e}") from None
-        model = TrackTransformer(cfg)
-        load_weights(model, ckpt)
+        model, ckpt = load_model(path, "track_model", TrackModelConfig, TrackTransformer)
         encoder = build_language_encoder(language_encoder or ckpt.extra.get("language_encoder", "minilm"))
         return cls(model, encoder, model_id=ckpt.model_id, device=device)
 

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from tramoe_ros.config import PolicyConfig, config_from_dict
+from tramoe_ros.config import PolicyConfig
 from tramoe_ros.data.sampling import sample_double_grid
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.predictor import TrackPredictor
-from tramoe_ros.training.checkpoint import CheckpointError, load_checkpoint, load_weights
+from tramoe_ros.training.checkpoint import load_model
 
 
 class PolicyRunner:
@@ -51,13 +51,7 @@ class PolicyRunner:
                          device: str | torch.device = "cpu") -> "PolicyRunner":
         """Load a policy checkpoint and, unless `track_model_path` overrides it, the track model it was trained
         with (recorded in the policy checkpoint)."""
-        ckpt = load_checkpoint(policy_path, kind="policy")
-        try:
-            cfg = config_from_dict(PolicyConfig, ckpt.config, where=f"{policy_path} config")
-        except ValueError as e:
-            raise CheckpointError(f"checkpoint {policy_path}: {e}") from None
-        policy = TrackGuidedPolicy(cfg)
-        load_weights(policy, ckpt)
+        policy, ckpt = load_model(policy_path, "policy", PolicyConfig, TrackGuidedPolicy)
         track_path = track_model_path or ckpt.extra.get("track_model")
         if track_path is not None and not Path(track_path).is_absolute() and not Path(track_path).exists():
             # A shipped policy names its track model relative to the folder both live in.

@@ -16,6 +16,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, safe_open
 
+from tramoe_ros.config import config_from_dict
+
 KINDS = ("track_model", "policy")
 
 
@@ -99,6 +101,22 @@ def load_weights(model: torch.nn.Module, ckpt: Checkpoint) -> None:
             parts.append("shape mismatch " + "; ".join(shapes[:5]))
         raise CheckpointError(f"checkpoint {ckpt.path} does not fit the model: " + ", ".join(parts))
     model.load_state_dict(ckpt.state_dict)
+
+
+def load_model(path: str | Path, kind: str, config_cls: type, model_cls: type) -> tuple[torch.nn.Module, Checkpoint]:
+    """Build `model_cls(config)` from the config stored in a checkpoint and load its weights.
+
+    Returns:
+        (model, checkpoint); every failure is a CheckpointError naming the file
+    """
+    ckpt = load_checkpoint(path, kind=kind)
+    try:
+        cfg = config_from_dict(config_cls, ckpt.config, where=f"{path} config")
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {path}: {e}") from None
+    model = model_cls(cfg)
+    load_weights(model, ckpt)
+    return model, ckpt
 
 
 def save_train_state(path: str | Path, state: dict[str, Any]) -> None:
