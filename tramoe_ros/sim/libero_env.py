@@ -1,0 +1,262 @@
+"""`LiberoEnv`: one LIBERO task, headless, with upright images and the project's observation names.
+
+LIBERO (robosuite 1.4 + MuJoCo) renders with OpenGL, whose pixel rows run bottom to top: every image and depth map
+is flipped here (rows reversed) so row 0 is the top of the picture, the orientation the track labels and the
+policy use. Rendering is most of the step cost on a CPU (llvmpipe), so only the cameras named in `views` are
+rendered and reflections can be switched off.
+
+Headless rendering uses EGL: ``MUJOCO_GL=egl`` is set (unless already set) before robosuite is first imported.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# The project's view names -> robosuite camera names.
+CAMERA_NAMES = {"agentview": "agentview", "eye_in_hand": "robot0_eye_in_hand"}
+DEFAULT_VIEWS = ("agentview", "eye_in_hand")
+SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
+# Longest human demonstration per suite in the original LIBERO datasets (steps at 20 Hz): a budget for the
+# scripted expert and data collection.
+DEMO_MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
+# ATM / Tra-MoE evaluate every suite with a 600-step budget; the default `max_steps` for policy evaluation.
+EVAL_MAX_STEPS = 600
+# No-op action: zero pose delta, gripper open (-1). LIBERO evaluation lets objects settle for a few of them.
+NOOP_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
+SETTLE_STEPS = 5
+ACTION_DIM = 7
+
+
+class LiberoError(ValueError):
+    """A LIBERO suite, task or initial state that does not exist, or a wrong action."""
+
+
+@dataclass
+class LiberoObservation:
+    """One observation, images upright.
+
+    images: view -> (S, S, 3) uint8 RGB; depths: view -> (S, S) float32 metric depth along the optical axis
+    (metres), present only when the env was made with ``depth=True``; joint_states: (7,) arm joint angles (rad);
+    gripper_states: (2,) finger joint positions (m); eef_pos: (3,) end-effector position in the world frame (m);
+    eef_quat: (4,) end-effector orientation, quaternion x, y, z, w; raw: robosuite's observation dict as returned
+    (images still upside down), for object poses and anything else.
+    """
+
+    images: dict[str, np.ndarray]
+    depths: dict[str, np.ndarray]
+    joint_states: np.ndarray
+    gripper_states: np.ndarray
+    eef_pos: np.ndarray
+    eef_quat: np.ndarray
+    raw: dict[str, Any] = field(repr=False)
+
+
+def _benchmark(suite: str):
+    if suite not in SUITES:
+        raise LiberoError(f"unknown LIBERO suite {suite!r}; expected one of {', '.join(SUITES)}")
+    from libero.libero import benchmark
+
+    with contextlib.redirect_stdout(io.StringIO()):  # LIBERO prints its task order on every construction
+        return benchmark.get_benchmark_dict()[suite]()
+
+
+def num_tasks(suite: str) -> int:
+    """Number of tasks in `suite` (10, or 90 for libero_90)."""
+    return _benchmark(suite).get_num_tasks()
+
+
+class LiberoEnv:
+    """One task of a LIBERO suite.
+
+    Args:
+        suite: one of SUITES.
+        task_index: task in LIBERO's default task order, 0 <= task_index < num_tasks(suite).
+        views: cameras to render, from CAMERA_NAMES; only these are rendered each step (empty: none, 6-9 ms steps).
+        camera_size: square image side S in pixels.
+        max_steps: step budget; `done` becomes true at it. Default EVAL_MAX_STEPS (600, the ATM / Tra-MoE
+            evaluation protocol); DEMO_MAX_STEPS[suite] is the length of the longest human demo.
+        depth: also render metric depth maps (needed for track visibility).
+        reflections: render the table reflections as LIBERO's datasets do; False cuts the step time of table
+            scenes by ~40% (floor scenes, libero_object, have none).
+        settle_steps: no-op steps after an initial state is set so objects come to rest (LIBERO uses 5).
+
+    Attributes:
+        suite, task_index, task_name, instruction, views, camera_size, max_steps, num_init_states, steps (taken
+        since the last reset), robosuite_env (the underlying robosuite environment), sim (its MjSim), bddl_file.
+    """
+
+    def __init__(
+        self,
+        suite: str,
+        task_index: int,
+        *,
+        views: tuple[str, ...] | list[str] = DEFAULT_VIEWS,
+        camera_size: int = 128,
+        max_steps: int = EVAL_MAX_STEPS,
+        depth: bool = False,
+        reflections: bool = True,
+        settle_steps: int = SETTLE_STEPS,
+    ) -> None:
+        bench = _benchmark(suite)
+        if not 0 <= task_index < bench.get_num_tasks():
+            raise LiberoError(
+                f"task index {task_index} is out of range for {suite}, which has tasks 0..{bench.get_num_tasks() - 1}"
+            )
+        unknown = [view for view in views if view not in CAMERA_NAMES]
+        if unknown:
+            raise LiberoError(f"unknown views {unknown}; expected names from {list(CAMERA_NAMES)}")
+        if max_steps < 1 or camera_size < 1 or settle_steps < 0:
+            raise LiberoError(
+                f"need max_steps >= 1, camera_size >= 1, settle_steps >= 0; got {max_steps}, {camera_size}, "
+                f"{settle_steps}"
+            )
+        # robosuite picks its GL backend when first imported; Mesa's shader cache stays out of the home folder.
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        os.environ.setdefault("MESA_SHADER_CACHE_DIR", os.path.join(tempfile.gettempdir(), "tramoe_mesa_shader_cache"))
+        from libero.libero.envs import OffScreenRenderEnv
+
+        task = bench.get_task(task_index)
+        self.suite = suite
+        self.task_index = task_index
+        self.task_name: str = task.name
+        self.instruction: str = task.language
+        self.bddl_file: str = bench.get_task_bddl_file_path(task_index)
+        self.views = tuple(views)
+        self.camera_size = camera_size
+        self.max_steps = max_steps
+        self.depth = depth
+        self.reflections = reflections
+        self.settle_steps = settle_steps
+        self._init_states = bench.get_task_init_states(task_index)
+        self.steps = 0
+        self._env = OffScreenRenderEnv(
+            bddl_file_name=self.bddl_file,
+            camera_names=[CAMERA_NAMES[view] for view in self.views],
+            use_camera_obs=bool(self.views),
+            camera_heights=camera_size,
+            camera_widths=camera_size,
+            camera_depths=depth,
+            # A soft reset keeps the model and renderer; set_init_state then overwrites the whole physics state,
+            # so episodes are as reproducible as with LIBERO's hard reset, ~2 s faster per episode.
+            hard_reset=False,
+            # The step budget is this wrapper's (`max_steps`); robosuite's own horizon would refuse further steps.
+            ignore_done=True,
+        )
+        self._env.seed(0)
+        self._env.reset()
+        self._apply_render_flags()
+
+    # --------------------------------------------------------------------------------------------------------
+
+    @property
+    def robosuite_env(self):
+        """The robosuite environment (LIBERO's BDDL domain): objects_dict, fixtures_dict, obj_body_id, ..."""
+        return self._env.env
+
+    @property
+    def sim(self):
+        """The robosuite MjSim (model, data, render)."""
+        return self._env.env.sim
+
+    @property
+    def num_init_states(self) -> int:
+        """Number of fixed initial states of this task (50 in LIBERO)."""
+        return len(self._init_states)
+
+    def _apply_render_flags(self) -> None:
+        if self.reflections:
+            return
+        import mujoco
+
+        context = self.sim._render_context_offscreen
+        if context is None:
+            raise RuntimeError("the offscreen renderer was not created; cannot switch reflections off")
+        context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+
+    def make_render_current(self) -> None:
+        """Make this env's GL context the current one. robosuite renders into whichever context is current, so
+        with several envs in one process each must claim its own before rendering (done by reset and step)."""
+        context = self.sim._render_context_offscreen
+        if context is not None:
+            context.gl_ctx.make_current()
+
+    def _observation(self, raw: dict[str, Any]) -> LiberoObservation:
+        images, depths = {}, {}
+        if self.depth:
+            from robosuite.utils.camera_utils import get_real_depth_map
+        for view in self.views:
+            camera = CAMERA_NAMES[view]
+            images[view] = np.ascontiguousarray(raw[f"{camera}_image"][::-1])
+            if self.depth:
+                depths[view] = np.ascontiguousarray(
+                    get_real_depth_map(self.sim, raw[f"{camera}_depth"][::-1, :, 0]).astype(np.float32)
+                )
+        return LiberoObservation(
+            images=images,
+            depths=depths,
+            joint_states=np.asarray(raw["robot0_joint_pos"], dtype=np.float32),
+            gripper_states=np.asarray(raw["robot0_gripper_qpos"], dtype=np.float32),
+            eef_pos=np.asarray(raw["robot0_eef_pos"], dtype=np.float64),
+            eef_quat=np.asarray(raw["robot0_eef_quat"], dtype=np.float64),
+            raw=raw,
+        )
+
+    def reset(self, init_state_index: int = 0) -> LiberoObservation:
+        """Set the task's fixed initial state `init_state_index` and run `settle_steps` no-op steps.
+
+        The settle steps are not counted in `steps`.
+        """
+        if not 0 <= init_state_index < self.num_init_states:
+            raise LiberoError(
+                f"initial state {init_state_index} is out of range for {self.task_name}, which has "
+                f"{self.num_init_states} (0..{self.num_init_states - 1})"
+            )
+        self.make_render_current()
+        self._env.reset()
+        # A soft reset keeps the gripper model, whose command integrates over steps; a fresh model starts at 0.
+        for robot in self.robosuite_env.robots:
+            robot.gripper.current_action = np.zeros(robot.gripper.dof)
+        self._apply_render_flags()
+        raw = self._env.set_init_state(self._init_states[init_state_index])
+        for _ in range(self.settle_steps):
+            raw, _, _, _ = self._env.step(NOOP_ACTION)
+        self.steps = 0
+        return self._observation(raw)
+
+    def step(self, action: np.ndarray) -> tuple[LiberoObservation, bool, bool]:
+        """Apply one 7-D action (pose delta, gripper) in [-1, 1].
+
+        Returns:
+            (observation, success, done): success is the task's goal predicate now; done = success or the
+            step budget `max_steps` is spent.
+        """
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
+            raise LiberoError(f"action must be {ACTION_DIM} finite numbers, got shape {action.shape}: {action}")
+        self.make_render_current()
+        raw, _, _, _ = self._env.step(np.clip(action, -1.0, 1.0))
+        self.steps += 1
+        success = self.check_success()
+        return self._observation(raw), success, success or self.steps >= self.max_steps
+
+    def check_success(self) -> bool:
+        """Whether the task's BDDL goal holds in the current state."""
+        return bool(self._env.check_success())
+
+    def close(self) -> None:
+        """Free the renderer and the simulator (an unclosed EGL context errors at interpreter exit)."""
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    def __enter__(self) -> LiberoEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
