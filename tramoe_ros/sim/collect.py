@@ -18,7 +18,7 @@ import numpy as np
 
 from tramoe_ros.data.episode import Episode, ViewData, write_episode
 from tramoe_ros.labeling.sim_tracks import SimTrackRecorder
-from tramoe_ros.sim.expert import ExpertFailed, ExpertUnsupported, ScriptedExpert, run_expert_episode
+from tramoe_ros.sim.expert import ExpertUnsupported, ScriptedExpert, expert_rollout, run_expert_episode
 from tramoe_ros.sim.libero_env import DEFAULT_VIEWS, EVAL_MAX_STEPS, LiberoEnv, LiberoObservation
 
 REPORT_NAME = "collect_report.json"
@@ -64,27 +64,17 @@ def run_episode(
     Returns:
         (episode or None when the task was not solved, success, steps taken)
     """
-    budget = max_steps if max_steps is not None else env.max_steps
-    obs = env.reset(init_state_index)
-    expert = ScriptedExpert(env)
-    expert.reset(obs)
     recorder = SimTrackRecorder(env, num_points=num_points, grid_size=grid_size, seed=seed)
-    recorder.start(obs)
     frames: list[LiberoObservation] = []
     actions: list[np.ndarray] = []
     success = False
-    while len(actions) < budget and not success:
-        try:
-            action = expert.act(obs)
-        except ExpertFailed:
-            break
-        if expert.done:
-            break
+    for obs, action, next_obs, success in expert_rollout(env, init_state_index, max_steps):
+        if not frames:
+            recorder.start(obs)
         frames.append(obs)
         actions.append(action)
-        obs, success, _ = env.step(action)
         if not success:  # the observation after the final action is not part of the episode
-            recorder.record(obs)
+            recorder.record(next_obs)
     if not success:
         return None, False, len(actions)
     episode = episode_from_frames(frames, actions, recorder.tracks(), env.instruction, env.suite, with_actions)

@@ -24,7 +24,7 @@ books into caddy compartments or onto shelves, handle grasps (frying pans, moka 
 """
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import mujoco
@@ -478,25 +478,39 @@ class ScriptedExpert:
         return self._waypoint.name if self._waypoint is not None and not self.done else ""
 
 
-def run_expert_episode(env: LiberoEnv, init_state_index: int, *, max_steps: int | None = None) -> tuple[bool, int]:
+def expert_rollout(env: LiberoEnv, init_state_index: int, max_steps: int | None = None
+                   ) -> Iterator[tuple[LiberoObservation, np.ndarray, LiberoObservation, bool]]:
     """Reset `env` to `init_state_index` and let the expert act until success, failure or the step budget
     (default `env.max_steps`).
 
-    Returns:
-        (success, steps taken)
+    Yields:
+        (observation acted on, action, next observation, success after the action), one per step
     """
     budget = max_steps if max_steps is not None else env.max_steps
     obs = env.reset(init_state_index)
     expert = ScriptedExpert(env)
     expert.reset(obs)
-    success, steps = False, 0
-    while steps < budget and not success:
+    for _ in range(budget):
         try:
             action = expert.act(obs)
         except ExpertFailed:
-            break
+            return
         if expert.done:
-            break
-        obs, success, _ = env.step(action)
+            return
+        next_obs, success, _ = env.step(action)
+        yield obs, action, next_obs, success
+        if success:
+            return
+        obs = next_obs
+
+
+def run_expert_episode(env: LiberoEnv, init_state_index: int, *, max_steps: int | None = None) -> tuple[bool, int]:
+    """Run `expert_rollout` without recording.
+
+    Returns:
+        (success, steps taken)
+    """
+    success, steps = False, 0
+    for _, _, _, success in expert_rollout(env, init_state_index, max_steps):
         steps += 1
     return success, steps
