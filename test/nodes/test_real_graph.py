@@ -25,10 +25,6 @@ def real_params(tmp_path) -> tuple[dict, list[str]]:
     params["policy_node"]["ros__parameters"].update(policy_path=str(policy), track_model_path=str(track),
                                                     device="cpu")
     params["arm_node"]["ros__parameters"]["enabled"] = True
-    # This test checks the wiring (cameras -> tracks -> actions -> trajectories), not latency: the one-process
-    # graph stalls for seconds at a time on this 2-core machine (open in issue 4), which the robot's 0.3 s
-    # action-age limit would turn into an arm that never moves.
-    params["arm_node"]["ros__parameters"]["max_action_age_s"] = 60.0
     (tmp_path / "real.yaml").write_text(yaml.safe_dump(params))
     return params, joints
 

@@ -1,5 +1,5 @@
-"""`tramoe-up sim|real [name:=value ...]`: start a tramoe graph in one process, every node composed in one
-MultiThreadedExecutor, from the same graph description and parameters files as the launch files.
+"""`tramoe-up sim|real [name:=value ...]`: start a tramoe graph in one process, each node spun on its own
+thread (tramoe_ros.ros.compose), from the same graph description and parameters files as the launch files.
 
     tramoe-up sim task:=libero_goal/3 record:=true
     tramoe-up real arm_backend:=ros2_control instruction:="put the red block in the box"
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[tramoe-up] {args.graph} graph running: {', '.join(n.get_name() for n in nodes)} (Ctrl-C stops)",
               file=sys.stderr)
         try:
-            spin_until(install_stop_handlers(), nodes, executor_for(nodes))
+            spin_until(install_stop_handlers(), nodes, executor_for())
         finally:
             for program in programs:
                 program.terminate()

@@ -74,7 +74,7 @@ class LiberoBridgeNode(Node):
         self.params = declare_params(self, PARAMS)
         suite, _, index = self.params["task"].partition("/")
         # MuJoCo renders through an EGL context bound to the thread that created it, while an executor may run
-        # callbacks on any thread (tramoe-up's MultiThreadedExecutor): every env call runs on this one thread.
+        # callbacks on another thread than the one that built the node: every env call runs on this one thread.
         self._sim_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="libero")
         try:
             self.env = self._sim(LiberoEnv, suite, int(index), views=self.params["views"],
