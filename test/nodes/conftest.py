@@ -9,7 +9,8 @@ os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "SHM")
 
 import pytest  # noqa: E402
 
-from node_fixtures import TestNode, write_tiny_models  # noqa: E402
+from model_fixtures import write_tiny_models  # noqa: E402
+from node_fixtures import TestNode  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 from tramoe_msgs.msg import PolicyAction, TrackArray
 
-from node_fixtures import NodeProcess, write_tiny_models, write_video
+from model_fixtures import write_tiny_models
+from node_fixtures import NodeProcess, write_video
 from tramoe_ros.paths import config_path
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.conversions import stamp_to_ns

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tramoe_ros.data.episode import Episode, ViewData, write_episode
+from tramoe_ros.data.episode import Episode, EpisodeFile, ViewData, episode_problems, write_episode
 from tramoe_ros.labeling.sim_tracks import SimTrackRecorder
 from tramoe_ros.sim.expert import ExpertUnsupported, ScriptedExpert, expert_rollout, run_expert_episode
 from tramoe_ros.sim.libero_env import DEFAULT_VIEWS, EVAL_MAX_STEPS, LiberoEnv, LiberoObservation
@@ -134,6 +134,9 @@ def collect_task(
 
     dry_run: run the expert without cameras and write nothing (measures its success rate ~10x faster).
     on_attempt: called with each attempt's success (for progress bars).
+
+    An initial state whose episode file already exists and is well-formed counts as a success and is not run
+    again, so an interrupted collection continues where it stopped.
     """
     started = time.perf_counter()
     env = LiberoEnv(suite, task_index, views=() if dry_run else DEFAULT_VIEWS, camera_size=camera_size,
@@ -149,6 +152,14 @@ def collect_task(
             if len(steps) >= episodes:
                 break
             attempts += 1
+            path = episode_path(Path(out_dir), env.task_name, init_state_index)
+            if not dry_run and path.exists() and not episode_problems(path, check_values=False):
+                existing = EpisodeFile(path)
+                steps.append(existing.length)
+                existing.close()
+                if on_attempt is not None:
+                    on_attempt(True)
+                continue
             if dry_run:
                 success, length = run_expert_episode(env, init_state_index)
             else:
@@ -158,7 +169,7 @@ def collect_task(
                 )
             if success:
                 if not dry_run:
-                    write_episode(episode_path(Path(out_dir), env.task_name, init_state_index), episode)
+                    write_episode(path, episode)
                 steps.append(length)
             if on_attempt is not None:
                 on_attempt(success)
