@@ -87,3 +87,11 @@ def test_collect_cli_writes_a_valid_episode_whose_tracks_follow_the_can(tmp_path
     start, end = agentview.tracks[0, on_can].mean(0), agentview.tracks[-1, on_can].mean(0)
     assert np.linalg.norm(end - start) > 0.2
     assert ((basket[0] < end) & (end < basket[1])).all()
+
+    # Collecting again continues from what is on disk: the existing episode counts and is not run again.
+    written = path.stat().st_mtime_ns
+    assert main(["--suite", "libero_object", "--tasks", "0", "--episodes", "1", "--points", "300",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / REPORT_NAME).read_text())
+    assert report["tasks"][0]["successes"] == 1 and report["tasks"][0]["mean_steps"] == length
+    assert path.stat().st_mtime_ns == written
