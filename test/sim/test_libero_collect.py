@@ -29,6 +29,14 @@ def test_out_of_range_tasks_are_refused(tmp_path, capsys):
     assert "tasks [10] are out of range" in capsys.readouterr().err
 
 
+def test_dry_run_stops_at_max_attempts(tmp_path, capsys):
+    assert main(["--suite", "libero_object", "--tasks", "0", "--episodes", "3", "--max-attempts", "1", "--dry-run",
+                 "--out", str(tmp_path)]) == 0
+    task = json.loads((tmp_path / REPORT_NAME).read_text())["tasks"][0]
+    assert (task["attempts"], task["successes"]) == (1, 1)
+    assert not list(tmp_path.glob("*/*.hdf5"))
+
+
 def test_action_free_episode_has_no_actions_or_proprio(tmp_path):
     rng = np.random.default_rng(0)
     frames = [

@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=50,
                         help="successful episodes to keep per task; initial states are tried in order until that "
                              "many succeed or all 50 have been tried (default 50)")
+    parser.add_argument("--max-attempts", type=int, default=None,
+                        help="initial states tried per task at most (default: all 50); e.g. a quick survey of which "
+                             "tasks the expert solves: --episodes 2 --max-attempts 3 --dry-run")
     parser.add_argument("--out", required=True, help="output folder (one sub-folder per task)")
     parser.add_argument("--no-actions", action="store_true",
                         help="write action-free videos (no actions, no proprioception), e.g. D_ood from libero_90")
@@ -76,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         out_of_range = [task for task in tasks if not 0 <= task < total_tasks]
         if out_of_range:
             raise LiberoError(f"tasks {out_of_range} are out of range for {args.suite} (0..{total_tasks - 1})")
+        if args.max_attempts is not None and args.max_attempts < 1:
+            raise LiberoError("--max-attempts must be at least 1")
         if args.episodes < 1 or args.points < 0 or args.grid < 0 or args.points + args.grid == 0:
             raise LiberoError("need --episodes >= 1, --points >= 0, --grid >= 0 and some points to track")
     except LiberoError as e:
@@ -99,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.suite, task, args.out, episodes=args.episodes, with_actions=not args.no_actions,
                 num_points=args.points, grid_size=args.grid, camera_size=args.camera_size,
                 max_steps=settings["max_steps"], reflections=not args.no_reflections, seed=args.seed,
-                dry_run=args.dry_run, on_attempt=on_attempt,
+                dry_run=args.dry_run, max_attempts=args.max_attempts, on_attempt=on_attempt,
             )
             # Episodes a task could not deliver are taken off the bar's total so it ends full.
             progress.total -= args.episodes - report.successes

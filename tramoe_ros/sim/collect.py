@@ -128,9 +128,11 @@ def collect_task(
     reflections: bool = True,
     seed: int = 0,
     dry_run: bool = False,
+    max_attempts: int | None = None,
     on_attempt: Callable[[bool], None] | None = None,
 ) -> TaskReport:
-    """Try the task's initial states in order until `episodes` succeed or all have been tried.
+    """Try the task's initial states in order until `episodes` succeed or all (at most `max_attempts`) have been
+    tried.
 
     dry_run: run the expert without cameras and write nothing (measures its success rate ~10x faster).
     on_attempt: called with each attempt's success (for progress bars).
@@ -148,7 +150,8 @@ def collect_task(
             ScriptedExpert(env)  # checks the goal is one the expert handles
         except ExpertUnsupported as e:
             note = str(e)
-        for init_state_index in range(env.num_init_states if not note else 0):
+        budget = 0 if note else min(env.num_init_states, max_attempts or env.num_init_states)
+        for init_state_index in range(budget):
             if len(steps) >= episodes:
                 break
             attempts += 1
