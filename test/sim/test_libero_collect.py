@@ -77,6 +77,10 @@ def test_collect_cli_writes_a_valid_episode_whose_tracks_follow_the_can(tmp_path
     agentview = episode.views["agentview"]
     np.testing.assert_array_equal(agentview.video[0], first.images["agentview"].transpose(2, 0, 1))
     assert agentview.tracks.shape == (length, 300, 2) and agentview.visibility[0].all()
+    # Frame 0's points are projected from the state frame 0 shows, not the state after the first action: the
+    # wrist camera moves with that action, so its frame-0 and frame-1 tracks differ.
+    wrist = episode.views["eye_in_hand"].tracks
+    assert np.abs(wrist[0] - wrist[1]).max() * 128 > 0.1
 
     # The points that start on the can end up in front of the basket (inside its outline in the image).
     model, data = object_env.sim.model._model, object_env.sim.data._data

@@ -68,9 +68,7 @@ def run_episode(
     frames: list[LiberoObservation] = []
     actions: list[np.ndarray] = []
     success = False
-    for obs, action, next_obs, success in expert_rollout(env, init_state_index, max_steps):
-        if not frames:
-            recorder.start(obs)
+    for obs, action, next_obs, success in expert_rollout(env, init_state_index, max_steps, on_start=recorder.start):
         frames.append(obs)
         actions.append(action)
         if not success:  # the observation after the final action is not part of the episode

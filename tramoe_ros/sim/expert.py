@@ -24,7 +24,7 @@ books into caddy compartments or onto shelves, handle grasps (frying pans, moka 
 """
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 import mujoco
@@ -478,16 +478,21 @@ class ScriptedExpert:
         return self._waypoint.name if self._waypoint is not None and not self.done else ""
 
 
-def expert_rollout(env: LiberoEnv, init_state_index: int, max_steps: int | None = None
+def expert_rollout(env: LiberoEnv, init_state_index: int, max_steps: int | None = None,
+                   on_start: Callable[[LiberoObservation], None] | None = None,
                    ) -> Iterator[tuple[LiberoObservation, np.ndarray, LiberoObservation, bool]]:
     """Reset `env` to `init_state_index` and let the expert act until success, failure or the step budget
     (default `env.max_steps`).
 
+    on_start: called with the first observation while the simulator still holds its state (before the first
+        action), e.g. to anchor ground-truth track points on the bodies where they are in that first frame.
     Yields:
         (observation acted on, action, next observation, success after the action), one per step
     """
     budget = max_steps if max_steps is not None else env.max_steps
     obs = env.reset(init_state_index)
+    if on_start is not None:
+        on_start(obs)
     expert = ScriptedExpert(env)
     expert.reset(obs)
     for _ in range(budget):
