@@ -30,6 +30,7 @@ setup(
             "tramoe-up = tramoe_ros.cli.up:main",
             "tramoe-demo = tramoe_ros.cli.demo:main",
             "tramoe-collect-libero = tramoe_ros.cli.collect_libero:main",
+            "tramoe-label-tracks = tramoe_ros.cli.label_tracks:main",
             "tramoe-eval-libero = tramoe_ros.cli.eval_libero:main",
             "camera_node = tramoe_ros.nodes.camera_node:main",
             "instruction_node = tramoe_ros.nodes.instruction_node:main",
