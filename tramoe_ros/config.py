@@ -39,6 +39,14 @@ class MaskMode(str, Enum):
     ADAPTIVE = "adaptive"  # the paper's: a learnable value per trajectory time step
 
 
+class Precision(str, Enum):
+    """Arithmetic of training and validation forward passes (the optimiser and weights stay float32)."""
+
+    AUTO = "auto"  # bf16 autocast on a GPU that supports it (as the reference), float32 otherwise
+    FP32 = "fp32"
+    BF16 = "bf16"  # bf16 autocast; on the CPU too when asked for explicitly
+
+
 @dataclass
 class TrackModelConfig:
     """Tra-MoE track transformer (paper Sec. 3.2; sizes from ATM)."""
@@ -100,6 +108,9 @@ class PolicyConfig:
     num_points: int = 32  # grid queries per view (sample_double_grid(4))
     horizon: int = 16
     mask_mode: MaskMode = MaskMode.ADAPTIVE
+    # Channels of the image stem's first conv (7x7, stride 2, at full resolution): ATM's 64. At 128 px its forward
+    # and backward take ~19 ms per frame on one CPU thread with 64 channels, ~2.5 ms with 16 (the CPU models).
+    stem_channels: int = 64
     dim: int = 128  # spatial transformer width
     spatial_depth: int = 7
     spatial_heads: int = 8
@@ -117,6 +128,8 @@ class PolicyConfig:
             raise ConfigError("policy needs at least one view")
         if self.action_dim < 1:
             raise ConfigError(f"action_dim must be positive, got {self.action_dim}")
+        if self.stem_channels < 1:
+            raise ConfigError(f"stem_channels must be positive, got {self.stem_channels}")
 
 
 @dataclass
@@ -133,6 +146,9 @@ class DataConfig:
     sources: list[DomainSource] = field(default_factory=list)
     views: list[str] = field(default_factory=lambda: ["agentview", "eye_in_hand"])
     val_fraction: float = 0.1
+    # Domains whose held-out episodes form the validation set; empty = every domain. The paper's question is
+    # in-domain quality, so ablations validate on the in-domain data only (the other domains then train in full).
+    val_domains: list[str] = field(default_factory=list)
     num_workers: int = 0
     color_jitter: float = 0.3  # brightness/contrast/saturation/hue strength, 0 = off
     random_shift_pad: int = 4  # pixels, 0 = off
@@ -156,14 +172,25 @@ class TrainConfig:
     """Run settings shared by both trainers."""
 
     epochs: int = 300
-    batch_size: int = 2048  # global batch
+    batch_size: int = 2048  # global batch: samples per optimiser step summed over all processes (torchrun ranks)
+    # Upper bound on the samples one process runs through forward/backward at once; 0 = its whole share of the
+    # global batch (batch_size / world size). Smaller shares are split into equal micro-batches whose gradients
+    # are accumulated, so the optimiser step is the same (see tramoe_ros.training.distributed.plan_batches).
+    micro_batch_size: int = 0
+    precision: Precision = Precision.AUTO
     seed: int = 0
-    device: str = "auto"  # auto = cuda when present, else cpu
+    device: str = "auto"  # auto = cuda when present, else cpu; under torchrun each process takes cuda:LOCAL_RANK
     out_dir: str = "runs/tracks"
     val_every: int = 1  # epochs
     save_every: int = 10  # epochs
     max_steps_per_epoch: int = 0  # 0 = full epoch; >0 caps steps (smoke runs)
-    resume: str = ""  # a run directory or checkpoint to resume from
+    resume: str = ""  # a run directory or checkpoint to resume from (written with any number of processes)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.micro_batch_size < 0:
+            raise ConfigError(f"micro_batch_size must be >= 0 (0 = no accumulation), got {self.micro_batch_size}")
 
 
 @dataclass

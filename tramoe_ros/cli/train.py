@@ -1,4 +1,9 @@
-"""`tramoe-train-tracks` and `tramoe-train-policy`: a YAML config from config/ plus key=value overrides."""
+"""`tramoe-train-tracks` and `tramoe-train-policy`: a YAML config from config/ plus key=value overrides.
+
+Both run unchanged under torchrun (``torchrun --nproc_per_node=N tramoe-train-tracks ...``): every process trains
+its share of each global batch with DistributedDataParallel and rank 0 alone prints and writes the run directory
+(see README "Scale-out" and `tramoe_ros.training.distributed`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +14,7 @@ from tramoe_ros.config import (ConfigError, PolicyTrainConfig, TrackTrainConfig,
 from tramoe_ros.data.episode import EpisodeFormatError
 from tramoe_ros.paths import config_path
 from tramoe_ros.training.checkpoint import CheckpointError
+from tramoe_ros.training.distributed import DistContext, DistributedSetupError, init_distributed
 from tramoe_ros.training.loop import fit, seed_everything, select_device
 from tramoe_ros.training.policy import PolicyTrainingTask
 from tramoe_ros.training.tracks import TrackTrainingTask
@@ -21,17 +27,27 @@ def _run(prog: str, cfg_cls, task_cls, default_config: str, argv: list[str] | No
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="dotted overrides, e.g. train.epochs=3 model.moe_layers=[] optim.lr=3e-4")
     args = parser.parse_args(argv)
+    dist_ctx = DistContext()
     try:
         cfg = load_config(cfg_cls, args.config, args.overrides)
+        dist_ctx = init_distributed(select_device(cfg.train.device))
+        # The same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
         seed_everything(cfg.train.seed)
-        device = select_device(cfg.train.device)
-        task = task_cls(cfg, device)
-        print(f"{prog}: {type(task.model).__name__} with {sum(p.numel() for p in task.model.parameters()):,} "
-              f"parameters on {device}; {len(task.train_set)} training samples; out {cfg.train.out_dir}")
-        result = fit(task, cfg.train, cfg.optim, device, config_to_dict(cfg))
-    except (ConfigError, CheckpointError, EpisodeFormatError, FileNotFoundError, ValueError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        task = task_cls(cfg, dist_ctx.device, dist_ctx)
+        if dist_ctx.is_main:
+            print(f"{prog}: {type(task.model).__name__} with {sum(p.numel() for p in task.model.parameters()):,} "
+                  f"parameters on {dist_ctx.device}; {len(task.train_set)} training samples; "
+                  f"{task.plan.describe()}; out {cfg.train.out_dir}")
+        result = fit(task, cfg.train, cfg.optim, dist_ctx.device, config_to_dict(cfg), dist_ctx)
+    except (ConfigError, CheckpointError, EpisodeFormatError, FileNotFoundError, ValueError,
+            DistributedSetupError) as e:
+        where = f" (rank {dist_ctx.rank} of {dist_ctx.world_size})" if dist_ctx.is_distributed else ""
+        print(f"{prog}: error{where}: {e}", file=sys.stderr)
         return 2
+    finally:
+        dist_ctx.shutdown()
+    if not dist_ctx.is_main:
+        return 0
     final = result.history["val"][-1] if result.history["val"] else {}
     print(json.dumps({"out_dir": str(result.out_dir), "best_val_loss": result.best_val,
                       "seconds": round(result.seconds, 1),

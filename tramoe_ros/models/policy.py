@@ -25,16 +25,16 @@ IMAGE_DOWNSAMPLE = 16  # conv7x7 stride 2, then 8x8 patches: one token per 16x16
 
 
 class PatchEncoder(nn.Module):
-    """ATM's image tokeniser: conv7x7 s2 (C -> 64) + BN + ReLU, conv8x8 s8 (64 -> dim) + BN."""
+    """ATM's image tokeniser: conv7x7 s2 (C -> stem_channels, ATM: 64) + BN + ReLU, conv8x8 s8 (-> dim) + BN."""
 
-    def __init__(self, in_channels: int, dim: int):
+    def __init__(self, in_channels: int, dim: int, stem_channels: int = 64):
         super().__init__()
         # No conv biases: each conv is followed by BatchNorm, whose shift makes a bias redundant.
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(64),
+            nn.Conv2d(in_channels, stem_channels, kernel_size=7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(stem_channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(64, dim, kernel_size=8, stride=8, bias=False),
+            nn.Conv2d(stem_channels, dim, kernel_size=8, stride=8, bias=False),
             nn.BatchNorm2d(dim),
         )
 
@@ -97,7 +97,7 @@ class TrackGuidedPolicy(nn.Module):
         self.track_mask = build_track_mask(cfg.mask_mode, cfg.horizon)
         channels = image_channels(cfg.mask_mode)
         # Separate weights per view: the wrist and the scene cameras see very different statistics.
-        self.image_encoders = nn.ModuleList(PatchEncoder(channels, cfg.dim) for _ in cfg.views)
+        self.image_encoders = nn.ModuleList(PatchEncoder(channels, cfg.dim, cfg.stem_channels) for _ in cfg.views)
         self.image_pos = nn.Parameter(torch.randn(num_views, tokens_per_view, cfg.dim) * 0.02)
         # No per-point position embedding for track tokens: the K query points are a set, and the one-hot view id
         # already tells the views apart.

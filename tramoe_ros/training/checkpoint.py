@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, safe_open
+from torch.nn.parallel import DistributedDataParallel
 
 from tramoe_ros.config import config_from_dict
 
@@ -37,7 +38,13 @@ class Checkpoint:
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, kind: str, config: dict,
                     extra: dict | None = None) -> Path:
-    """Write the model's weights and config to `path` atomically (a crash never leaves half a file)."""
+    """Write the model's weights and config to `path` atomically (a crash never leaves half a file).
+
+    A DistributedDataParallel wrapper is saved as the module it wraps (no ``module.`` key prefix), so checkpoints
+    load into a plain model and resume under any number of processes.
+    """
+    if isinstance(model, DistributedDataParallel):
+        model = model.module
     if kind not in KINDS:
         raise ValueError(f"checkpoint kind {kind!r} is not one of {KINDS}")
     path = Path(path)

@@ -1,8 +1,10 @@
 """The training loop shared by `tramoe-train-tracks` and `tramoe-train-policy`.
 
 A `TrainingTask` supplies the model, the data and the loss; `fit` owns everything else: AdamW, linear warm-up +
-cosine decay, gradient clipping, progress bars, validation, checkpoints (`last.safetensors` + `train_state.pt`,
-`best.safetensors` by validation loss), resume, `history.json` and a loss-curve PNG.
+cosine decay, gradient accumulation, gradient clipping, bf16 autocast, progress bars, validation, checkpoints
+(`last.safetensors` + `train_state.pt`, `best.safetensors` by validation loss), resume, `history.json` and a
+loss-curve PNG. Under torchrun every rank runs `fit` in lock-step with DistributedDataParallel (see
+`tramoe_ros.training.distributed`); rank 0 alone writes the run directory and shows progress.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import math
 import random
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Protocol
@@ -18,9 +21,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tramoe_ros.config import OptimConfig, TrainConfig
+from tramoe_ros.config import OptimConfig, Precision, TrainConfig
 from tramoe_ros.training.checkpoint import load_train_state, save_train_state
 from tramoe_ros.training.curves import plot_history
+from tramoe_ros.training.distributed import DistContext, rank_seed, sync_gradients
 
 
 def select_device(name: str) -> torch.device:
@@ -39,6 +43,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def autocast_dtype(precision: Precision | str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of forward passes for `precision` on `device`; None = float32 (no autocast).
+
+    Raises:
+        ValueError: bf16 requested on a GPU without bf16 support.
+    """
+    precision = Precision(precision)
+    bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision is Precision.FP32 or (precision is Precision.AUTO and not bf16_gpu):
+        return None
+    if device.type == "cuda" and not bf16_gpu:
+        raise ValueError(f"train.precision=bf16 but {torch.cuda.get_device_name(device)} does not support bf16; "
+                         f"use train.precision=fp32")
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.0) -> float:
     """LR multiplier: linear warm-up from 0 to 1 over `warmup_steps`, then cosine decay to `min_ratio`."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -50,19 +74,23 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: flo
 class TrainingTask(Protocol):
     """What a trainer needs from a model family."""
 
-    model: torch.nn.Module
+    model: torch.nn.Module  # the plain module: saved, loaded and validated
+    train_model: torch.nn.Module  # what `loss` runs forward passes through; `fit` sets it (DDP under torchrun)
     kind: str  # checkpoint kind
 
-    def train_batches(self, epoch: int) -> Iterable[Any]:
-        """Batches of one training epoch (the task sets its sampler's epoch)."""
+    def train_batches(self, epoch: int) -> Iterable[list[Any]]:
+        """One training epoch on this rank: per optimiser step, the list of its micro-batches (the task sets its
+        sampler's and dataset's epoch)."""
 
     def steps_per_epoch(self) -> int: ...
 
     def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss (scalar, with grad) and its named parts as floats."""
+        """Mean loss over one micro-batch (scalar, with grad, computed through `train_model`) and its named parts
+        as floats."""
 
     def validate(self) -> dict[str, float]:
-        """Validation metrics; must contain `val_loss` (lower is better)."""
+        """Validation metrics over the whole validation set (each rank evaluates its shard and the sums are
+        reduced over ranks); must contain `val_loss` (lower is better)."""
 
     def save(self, path: Path, extra: dict) -> None:
         """Write a model checkpoint (weights + config) to `path`."""
@@ -84,12 +112,23 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def fit(task: TrainingTask, train: TrainConfig, optim: OptimConfig, device: torch.device,
-        config_dict: dict) -> FitResult:
-    """Train `task.model` for `train.epochs` epochs; resumes from `train.resume` when set."""
+        config_dict: dict, dist_ctx: DistContext | None = None) -> FitResult:
+    """Train `task.model` for `train.epochs` epochs; resumes from `train.resume` when set.
+
+    Each optimiser step runs this rank's micro-batches (gradients accumulated, all-reduced once under DDP) and
+    logs the step's loss terms averaged over micro-batches and ranks, i.e. over the global batch.
+
+    Args:
+        dist_ctx: this process's rank (`init_distributed`); None = a single process on `device`.
+    """
+    dist_ctx = dist_ctx or DistContext(device=device)
+    main = dist_ctx.is_main
     out_dir = Path(train.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config_dict, indent=2))
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(config_dict, indent=2))
     model = task.model
+    dtype = autocast_dtype(train.precision, device)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -107,6 +146,7 @@ def fit(task: TrainingTask, train: TrainConfig, optim: OptimConfig, device: torc
     result = FitResult(out_dir=out_dir, history={"train": [], "val": []})
     start_epoch, step = 0, 0
     if train.resume:
+        # Every rank reads the same files (on multi-node jobs the run directory must be on a shared file system).
         resume = Path(train.resume)
         run_dir = resume if resume.is_dir() else resume.parent
         task.load_weights(run_dir / "last.safetensors")
@@ -115,23 +155,38 @@ def fit(task: TrainingTask, train: TrainConfig, optim: OptimConfig, device: torc
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, step = state["epoch"], state["step"]
         result.history, result.best_val = state["history"], state["best_val"]
-        torch.set_rng_state(state["torch_rng"])
-        tqdm.write(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
+        if main:
+            torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
+            tqdm.write(f"resumed {run_dir} at epoch {start_epoch}, step {step} (written by "
+                       f"{state.get('world_size', 1)} process(es), now {dist_ctx.world_size})")
+    if not main:
+        # Rank 0 keeps a single process's random stream; the others draw their own dropout and patch masks.
+        torch.manual_seed(rank_seed(train.seed, dist_ctx.rank, step))
+    # Wrapped after loading, so DDP's initial broadcast starts every rank from the resumed weights.
+    task.train_model = dist_ctx.wrap(model)
 
     started = time.perf_counter()
     epochs = tqdm(range(start_epoch, train.epochs), desc="epochs", unit="ep", initial=start_epoch,
-                  total=train.epochs, dynamic_ncols=True)
+                  total=train.epochs, dynamic_ncols=True, disable=not main)
     for epoch in epochs:
-        model.train()
+        task.train_model.train()
         rows = []
         bar = tqdm(task.train_batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch}", leave=False,
-                   unit="step", dynamic_ncols=True)
-        for batch in bar:
-            loss, logs = task.loss(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch} step {step}: {logs}")
+                   unit="step", dynamic_ncols=True, disable=not main)
+        for micro_batches in bar:
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            parts = []
+            for i, batch in enumerate(micro_batches):
+                with sync_gradients(task.train_model, sync=i == len(micro_batches) - 1):
+                    with autocast(device, dtype):
+                        loss, logs = task.loss(batch)
+                    (loss / len(micro_batches)).backward()
+                parts.append(logs)
+            logs = dist_ctx.all_reduce_mean(_mean(parts))
+            if not math.isfinite(logs["total"]):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch} step {step}: {logs}")
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip_grad)
             optimizer.step()
             scheduler.step()
@@ -143,20 +198,27 @@ def fit(task: TrainingTask, train: TrainConfig, optim: OptimConfig, device: torc
         summary = {"epoch": epoch, "step": step, **{f"train_{k}": v for k, v in _mean(rows).items()}}
         last_epoch = epoch == train.epochs - 1
         if (epoch + 1) % train.val_every == 0 or last_epoch:
-            summary.update(task.validate())
+            with autocast(device, dtype):
+                summary.update(task.validate())
             if summary["val_loss"] < result.best_val:
                 result.best_val = summary["val_loss"]
-                task.save(out_dir / "best.safetensors", {"epoch": epoch, "val_loss": summary["val_loss"]})
+                if main:
+                    task.save(out_dir / "best.safetensors", {"epoch": epoch, "val_loss": summary["val_loss"]})
         result.history["val"].append(summary)
         epochs.set_postfix({k: f"{v:.4g}" for k, v in summary.items() if k in ("train_total", "val_loss")})
-        if (epoch + 1) % train.save_every == 0 or last_epoch:
+        if main and ((epoch + 1) % train.save_every == 0 or last_epoch):
             task.save(out_dir / "last.safetensors", {"epoch": epoch})
             save_train_state(out_dir / "train_state.pt", {
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
                 "step": step, "history": result.history, "best_val": result.best_val,
                 "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "world_size": dist_ctx.world_size,
             })
-        (out_dir / "history.json").write_text(json.dumps(result.history))
-        plot_history(result.history, out_dir / "loss_curves.png")
+        if main:
+            (out_dir / "history.json").write_text(json.dumps(result.history))
+            plot_history(result.history, out_dir / "loss_curves.png")
+    # No rank returns before rank 0 has written the checkpoints a caller may read next.
+    dist_ctx.barrier()
     result.seconds = time.perf_counter() - started
     return result

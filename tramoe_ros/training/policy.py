@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from tramoe_ros.config import PolicyTrainConfig, config_to_dict
@@ -17,10 +16,11 @@ from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.training.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from tramoe_ros.training.data_split import split_episodes
+from tramoe_ros.training.distributed import DistContext, StepLoader, plan_batches, shard_loader
 
 
-def predict_episode_tracks(predictor: TrackPredictor, episodes: list, views: list[str], batch_size: int = 64
-                           ) -> dict[int, dict[str, np.ndarray]]:
+def predict_episode_tracks(predictor: TrackPredictor, episodes: list, views: list[str], batch_size: int = 64,
+                           progress: bool = True) -> dict[int, dict[str, np.ndarray]]:
     """Run the frozen track model once on every frame of every view with the policy's grid queries.
 
     The track model is frozen during policy training (paper Sec. 3.3), so its predictions on the un-augmented
@@ -35,7 +35,7 @@ def predict_episode_tracks(predictor: TrackPredictor, episodes: list, views: lis
                          f"{predictor.cfg.num_points} points")
     cache: dict[int, dict[str, np.ndarray]] = {}
     total = sum(EpisodeFile(p).length for p, _, _ in episodes) * len(views)
-    with tqdm(total=total, desc="predicting tracks", unit="frame", dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc="predicting tracks", unit="frame", dynamic_ncols=True, disable=not progress) as bar:
         for i, (path, _, _) in enumerate(episodes):
             ep = EpisodeFile(path)
             cache[i] = {}
@@ -50,10 +50,14 @@ def predict_episode_tracks(predictor: TrackPredictor, episodes: list, views: lis
 
 
 class PolicyTrainingTask:
+    """Every training item once per epoch in a shuffled order, the same global batches whatever the number of
+    processes (see `tramoe_ros.training.distributed`)."""
+
     kind = "policy"
 
-    def __init__(self, cfg: PolicyTrainConfig, device: torch.device):
+    def __init__(self, cfg: PolicyTrainConfig, device: torch.device, dist_ctx: DistContext | None = None):
         self.cfg, self.device = cfg, device
+        self.dist = dist_ctx or DistContext(device=device)
         train_eps, val_eps = split_episodes(cfg.data, cfg.train.seed)
         self.predictor = TrackPredictor.from_checkpoint(cfg.track_model, device=device)
         if self.predictor.cfg.horizon != cfg.model.horizon:
@@ -64,39 +68,35 @@ class PolicyTrainingTask:
                       seed=cfg.train.seed)
         self.train_set = PolicyDataset(train_eps, color_jitter=cfg.data.color_jitter,
                                        random_shift_pad=cfg.data.random_shift_pad, train=True,
-                                       track_cache=predict_episode_tracks(self.predictor, train_eps, views),
+                                       track_cache=predict_episode_tracks(self.predictor, train_eps, views,
+                                                                          progress=self.dist.is_main),
                                        **common)
         val_eps = val_eps or train_eps
         self.val_set = PolicyDataset(val_eps, color_jitter=0.0, random_shift_pad=0, train=False,
-                                     track_cache=predict_episode_tracks(self.predictor, val_eps, views), **common)
+                                     track_cache=predict_episode_tracks(self.predictor, val_eps, views,
+                                                                        progress=self.dist.is_main), **common)
         self.model = TrackGuidedPolicy(cfg.model).to(device)
-        self.batch_size = min(cfg.train.batch_size, len(self.train_set))
-        self.generator = torch.Generator().manual_seed(cfg.train.seed)
-        self.loader = DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                                 generator=self.generator, num_workers=cfg.data.num_workers,
-                                 persistent_workers=cfg.data.num_workers > 0)
-        self.val_loader = DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False,
-                                     num_workers=cfg.data.num_workers)
+        self.train_model = self.model
+        self.plan = plan_batches(min(cfg.train.batch_size, len(self.train_set)), self.dist.world_size,
+                                 cfg.train.micro_batch_size)
+        self.train_loader = StepLoader(self.train_set, self.plan, self.dist, cfg.train.seed, cfg.data.num_workers,
+                                       cfg.train.max_steps_per_epoch)
+        self.val_loader = shard_loader(self.val_set, self.plan.micro_batch, self.dist, cfg.data.num_workers)
 
     def steps_per_epoch(self) -> int:
-        cap = self.cfg.train.max_steps_per_epoch
-        return min(len(self.loader), cap) if cap > 0 else len(self.loader)
+        return self.train_loader.steps_per_epoch()
 
     def train_batches(self, epoch: int):
         self.train_set.set_epoch(epoch)
-        self.generator.manual_seed(self.cfg.train.seed + epoch)
-        for i, batch in enumerate(self.loader):
-            if i >= self.steps_per_epoch():
-                break
-            yield batch
+        return self.train_loader.epoch(epoch)
 
-    def _predict(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _predict(self, model: torch.nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
         proprio = {k: batch["proprio"][k].to(self.device) for k in self.cfg.model.proprio_dims}
-        pred = self.model(batch["images"].to(self.device), batch["tracks"].to(self.device), proprio)
+        pred = model(batch["images"].to(self.device), batch["tracks"].to(self.device), proprio)
         return pred, batch["actions"].to(self.device)
 
     def loss(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
-        pred, actions = self._predict(batch)
+        pred, actions = self._predict(self.train_model, batch)
         loss = torch.nn.functional.mse_loss(pred, actions)
         return loss, {"total": loss.item(), "action_mse": loss.item()}
 
@@ -105,11 +105,13 @@ class PolicyTrainingTask:
         self.model.eval()
         se, n = 0.0, 0
         for batch in self.val_loader:
-            pred, actions = self._predict(batch)
+            pred, actions = self._predict(self.model, batch)
             se += torch.nn.functional.mse_loss(pred, actions, reduction="sum").item()
             n += actions.numel()
         self.model.train()
-        return {"val_loss": se / max(n, 1), "val_action_mse": se / max(n, 1)}
+        total = self.dist.all_reduce_sum({"se": se, "n": n})
+        mse = total["se"] / max(total["n"], 1)
+        return {"val_loss": mse, "val_action_mse": mse}
 
     def save(self, path: Path, extra: dict) -> None:
         save_checkpoint(path, self.model, self.kind, config_to_dict(self.cfg.model),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from tramoe_ros.config import TrackTrainConfig, config_to_dict
 from tramoe_ros.data.datasets import TrackDataset, domain_sample_weights
@@ -13,13 +12,18 @@ from tramoe_ros.models.language import build_language_encoder
 from tramoe_ros.models.track_transformer import TrackTransformer, track_loss
 from tramoe_ros.training.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from tramoe_ros.training.data_split import domain_ratios, split_episodes
+from tramoe_ros.training.distributed import DistContext, StepLoader, plan_batches, shard_loader
 
 
 class TrackTrainingTask:
+    """Training items are drawn with replacement at the configured per-domain ratios, the same global batches
+    whatever the number of processes (see `tramoe_ros.training.distributed`)."""
+
     kind = "track_model"
 
-    def __init__(self, cfg: TrackTrainConfig, device: torch.device):
+    def __init__(self, cfg: TrackTrainConfig, device: torch.device, dist_ctx: DistContext | None = None):
         self.cfg, self.device = cfg, device
+        self.dist = dist_ctx or DistContext(device=device)
         train_eps, val_eps = split_episodes(cfg.data, cfg.train.seed)
         common = dict(views=cfg.data.views, horizon=cfg.model.horizon, num_points=cfg.model.num_points,
                       image_size=cfg.model.image_size, variance_threshold_px2=cfg.data.variance_threshold_px2,
@@ -33,38 +37,30 @@ class TrackTrainingTask:
             raise ValueError(f"model.language_dim is {cfg.model.language_dim} but encoder "
                              f"{cfg.language_encoder!r} gives {self.encoder.dim}-d embeddings")
         self.model = TrackTransformer(cfg.model).to(device)
+        self.train_model = self.model
         weights = domain_sample_weights(self.train_set.item_domains(), domain_ratios(cfg.data))
-        self.batch_size = min(cfg.train.batch_size, len(self.train_set))
-        self.sampler = WeightedRandomSampler(weights, num_samples=len(self.train_set), replacement=True,
-                                             generator=torch.Generator().manual_seed(cfg.train.seed))
-        self.loader = DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler,
-                                 num_workers=cfg.data.num_workers, drop_last=True,
-                                 persistent_workers=cfg.data.num_workers > 0)
-        self.val_loader = DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False,
-                                     num_workers=cfg.data.num_workers)
+        self.plan = plan_batches(min(cfg.train.batch_size, len(self.train_set)), self.dist.world_size,
+                                 cfg.train.micro_batch_size)
+        self.train_loader = StepLoader(self.train_set, self.plan, self.dist, cfg.train.seed, cfg.data.num_workers,
+                                       cfg.train.max_steps_per_epoch, weights)
+        self.val_loader = shard_loader(self.val_set, self.plan.micro_batch, self.dist, cfg.data.num_workers)
 
     def steps_per_epoch(self) -> int:
-        n = len(self.loader)
-        cap = self.cfg.train.max_steps_per_epoch
-        return min(n, cap) if cap > 0 else n
+        return self.train_loader.steps_per_epoch()
 
     def train_batches(self, epoch: int):
         self.train_set.set_epoch(epoch)
-        self.sampler.generator.manual_seed(self.cfg.train.seed + epoch)
-        for i, batch in enumerate(self.loader):
-            if i >= self.steps_per_epoch():
-                break
-            yield batch
+        return self.train_loader.epoch(epoch)
 
-    def _forward(self, batch):
+    def _forward(self, model: torch.nn.Module, batch):
         image = batch["image"].to(self.device)
         tracks = batch["tracks"].to(self.device)
         lang = self.encoder.encode(batch["instruction"]).to(self.device)
-        out = self.model(image, batch["queries"].to(self.device), lang)
+        out = model(image, batch["queries"].to(self.device), lang)
         return out, image, tracks
 
     def loss(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
-        out, image, tracks = self._forward(batch)
+        out, image, tracks = self._forward(self.train_model, batch)
         total, parts = track_loss(out, tracks, image, self.cfg.loss)
         for layer, r in zip(sorted(self.cfg.model.moe_layers), out.routing):
             for e, q in enumerate(r.expert_fractions().tolist()):
@@ -74,16 +70,19 @@ class TrackTrainingTask:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Validation track MSE (normalised coordinates, the paper's track-model metric), no image masking, and
-        the MSE of the 'nothing moves' baseline that keeps every point at its query, for reference."""
+        the MSE of the 'nothing moves' baseline that keeps every point at its query, for reference; squared
+        errors and counts are summed over ranks."""
         self.model.eval()
         se, se_static, n = 0.0, 0.0, 0
         for batch in self.val_loader:
-            out, _, tracks = self._forward(batch)
+            out, _, tracks = self._forward(self.model, batch)
             se += torch.nn.functional.mse_loss(out.tracks, tracks, reduction="sum").item()
             se_static += torch.nn.functional.mse_loss(tracks[:, :1].expand_as(tracks), tracks, reduction="sum").item()
             n += tracks.numel()
         self.model.train()
-        return {"val_loss": se / max(n, 1), "val_track_mse": se / max(n, 1), "val_static_mse": se_static / max(n, 1)}
+        total = self.dist.all_reduce_sum({"se": se, "se_static": se_static, "n": n})
+        n = max(total["n"], 1)
+        return {"val_loss": total["se"] / n, "val_track_mse": total["se"] / n, "val_static_mse": total["se_static"] / n}
 
     def save(self, path: Path, extra: dict) -> None:
         save_checkpoint(path, self.model, self.kind, config_to_dict(self.cfg.model),
