@@ -32,6 +32,7 @@ setup(
             "tramoe-collect-libero = tramoe_ros.cli.collect_libero:main",
             "tramoe-label-tracks = tramoe_ros.cli.label_tracks:main",
             "tramoe-eval-libero = tramoe_ros.cli.eval_libero:main",
+            "tramoe-ablate = tramoe_ros.cli.ablate:main",
             "camera_node = tramoe_ros.nodes.camera_node:main",
             "instruction_node = tramoe_ros.nodes.instruction_node:main",
             "track_node = tramoe_ros.nodes.track_node:main",
