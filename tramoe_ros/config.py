@@ -214,6 +214,8 @@ class PolicyTrainConfig:
         default_factory=lambda: TrainConfig(epochs=120, batch_size=384, out_dir="runs/policy")
     )
     track_model: str = "models/track_moe.safetensors"  # frozen track model checkpoint
+    # Its predictions on the training episodes are kept here per (model, episode) and reused; "" = not kept.
+    track_cache_dir: str = "runs/track_cache"
     language_encoder: str = "minilm"
 
 

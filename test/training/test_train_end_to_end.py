@@ -11,6 +11,7 @@ from tramoe_ros.data.episode import EpisodeFile
 from tramoe_ros.data.sampling import sample_double_grid
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.models.runner import PolicyRunner
+from tramoe_ros.training.policy import predict_episode_tracks
 from tramoe_ros.training.tracks import TrackTrainingTask
 
 from training_fixtures import TINY_POLICY, TINY_TRACK, sources
@@ -53,6 +54,24 @@ def test_trained_track_model_predicts_through_the_shared_inference_path(track_ru
     assert tracks.shape == (2, 16, 32, 2) and torch.isfinite(tracks).all()
     assert set(predictor.last_expert_fractions) == {0}
     assert predictor.last_expert_fractions[0].sum() == pytest.approx(1.0)
+
+
+def test_track_predictions_are_kept_on_disk_and_reused(track_run, synthetic_data, tmp_path):
+    predictor = TrackPredictor.from_checkpoint(track_run / "best.safetensors")
+    episodes = [(p, "robot", 1.0) for p in sorted((synthetic_data / "in_domain").glob("*.hdf5"))[:2]]
+    first = predict_episode_tracks(predictor, episodes, ["agentview"], progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.rglob("*.npz"))) == 2
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the track model ran although its predictions were cached")
+
+    predictor.predict = refuse
+    second = predict_episode_tracks(predictor, episodes, ["agentview"], progress=False, cache_dir=tmp_path)
+    np.testing.assert_array_equal(first[1]["agentview"], second[1]["agentview"])
+    # A cache file that does not hold what is expected is recomputed, not trusted.
+    next(tmp_path.rglob("*.npz")).write_bytes(b"truncated")
+    with pytest.raises(AssertionError, match="track model ran"):
+        predict_episode_tracks(predictor, episodes, ["agentview"], progress=False, cache_dir=tmp_path)
 
 
 def test_policy_training_drives_action_loss_down_and_runs_closed_loop(track_run, synthetic_data, tmp_path):

@@ -2,6 +2,8 @@
 conditioned on the frozen track model's predictions."""
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +21,35 @@ from tramoe_ros.training.data_split import split_episodes
 from tramoe_ros.training.distributed import DistContext, StepLoader, plan_batches, shard_loader
 
 
+def _cache_file(cache_dir: Path, model_id: str, path: Path, views: list[str]) -> Path:
+    """Where one episode's predictions by one track model are kept: keyed by the model's weights (its id) and the
+    episode file's identity (path, size, modification time), so a changed file or model is never served stale."""
+    stat = Path(path).stat()
+    key = hashlib.sha1(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(views)}".encode())
+    return cache_dir / model_id / f"{key.hexdigest()[:20]}.npz"
+
+
+def _load_cached(file: Path, views: list[str], length: int, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
+    """The cached predictions if the file holds every view with the expected (T, H, K, 2) shape, else None."""
+    try:
+        with np.load(file) as data:
+            tracks = {view: data[view] for view in views}
+    except (OSError, KeyError, ValueError):
+        return None
+    if any(t.shape != (length, *shape, 2) or t.dtype != np.float32 for t in tracks.values()):
+        return None
+    return tracks
+
+
 def predict_episode_tracks(predictor: TrackPredictor, episodes: list, views: list[str], batch_size: int = 64,
-                           progress: bool = True) -> dict[int, dict[str, np.ndarray]]:
+                           progress: bool = True, cache_dir: str | Path | None = None
+                           ) -> dict[int, dict[str, np.ndarray]]:
     """Run the frozen track model once on every frame of every view with the policy's grid queries.
 
     The track model is frozen during policy training (paper Sec. 3.3), so its predictions on the un-augmented
-    frames are computed once; RandomShift then moves them together with the pixels (see PolicyDataset).
+    frames are computed once; RandomShift then moves them together with the pixels (see PolicyDataset). With
+    `cache_dir` they are also kept on disk per (track model, episode) and reused by later runs (the ablation's
+    variants, resumed runs), which on a CPU saves most of a policy run's start-up.
 
     Returns:
         {episode index: {view: (T, H, K, 2) float32}}
@@ -33,11 +58,18 @@ def predict_episode_tracks(predictor: TrackPredictor, episodes: list, views: lis
     if len(queries) != predictor.cfg.num_points:
         raise ValueError(f"policy uses {len(queries)} grid queries, the track model expects "
                          f"{predictor.cfg.num_points} points")
+    shape = (predictor.cfg.horizon, predictor.cfg.num_points)
     cache: dict[int, dict[str, np.ndarray]] = {}
     total = sum(EpisodeFile(p).length for p, _, _ in episodes) * len(views)
     with tqdm(total=total, desc="predicting tracks", unit="frame", dynamic_ncols=True, disable=not progress) as bar:
         for i, (path, _, _) in enumerate(episodes):
             ep = EpisodeFile(path)
+            file = _cache_file(Path(cache_dir), predictor.model_id, path, views) if cache_dir else None
+            cached = _load_cached(file, views, ep.length, shape) if file is not None and file.exists() else None
+            if cached is not None:
+                cache[i] = cached
+                bar.update(ep.length * len(views))
+                continue
             cache[i] = {}
             for view in views:
                 chunks = []
@@ -45,7 +77,12 @@ def predict_episode_tracks(predictor: TrackPredictor, episodes: list, views: lis
                     ts = list(range(t0, min(ep.length, t0 + batch_size)))
                     chunks.append(predictor.predict(ep.frames(view, ts), queries, ep.instruction).numpy())
                     bar.update(len(ts))
-                cache[i][view] = np.concatenate(chunks)
+                cache[i][view] = np.concatenate(chunks).astype(np.float32)
+            if file is not None:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npz")
+                np.savez(tmp, **cache[i])
+                tmp.replace(file)
     return cache
 
 
@@ -69,12 +106,15 @@ class PolicyTrainingTask:
         self.train_set = PolicyDataset(train_eps, color_jitter=cfg.data.color_jitter,
                                        random_shift_pad=cfg.data.random_shift_pad, train=True,
                                        track_cache=predict_episode_tracks(self.predictor, train_eps, views,
-                                                                          progress=self.dist.is_main),
+                                                                          progress=self.dist.is_main,
+                                                                          cache_dir=cfg.track_cache_dir or None),
                                        **common)
         val_eps = val_eps or train_eps
         self.val_set = PolicyDataset(val_eps, color_jitter=0.0, random_shift_pad=0, train=False,
                                      track_cache=predict_episode_tracks(self.predictor, val_eps, views,
-                                                                        progress=self.dist.is_main), **common)
+                                                                        progress=self.dist.is_main,
+                                                                        cache_dir=cfg.track_cache_dir or None),
+                                     **common)
         self.model = TrackGuidedPolicy(cfg.model).to(device)
         self.train_model = self.model
         self.plan = plan_batches(min(cfg.train.batch_size, len(self.train_set)), self.dist.world_size,
