@@ -8,7 +8,7 @@ export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 100 )))
 export MUJOCO_GL := egl
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench models clean
 
 install:
 	@bash scripts/install.sh
@@ -18,6 +18,10 @@ test: install
 
 demo: install
 	$(VENV)/bin/tramoe-smoke-demo --out runs/demo
+
+# The shipped default models from nothing: LIBERO collection, training, evaluation (hours on a CPU).
+models: install
+	bash scripts/make_models.sh
 
 bench: install
 	$(VENV)/bin/tramoe-bench models
