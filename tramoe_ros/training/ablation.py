@@ -163,6 +163,15 @@ def policy_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _save(fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_track_ablation(rows: list[dict], path: str | Path) -> Path:
     """Grouped bars: in-domain only vs + out-of-domain, dense vs MoE, with the 'nothing moves' line."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -179,12 +188,7 @@ def plot_track_ablation(rows: list[dict], path: str | Path) -> Path:
     ax.set_ylabel("validation track MSE (in-domain)")
     ax.set_title("Track model ablation (paper Tab. 1f, small)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_policy_ablation(rows: list[dict], path: str | Path) -> Path:
@@ -203,9 +207,4 @@ def plot_policy_ablation(rows: list[dict], path: str | Path) -> Path:
     for ax in axes[0]:
         ax.tick_params(axis="x", labelsize=8)
     fig.suptitle("Policy conditioning ablation (paper Tab. 3, small)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
