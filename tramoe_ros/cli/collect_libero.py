@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="step budget per episode (default 600, LIBERO evaluation's budget in ATM / Tra-MoE)")
     parser.add_argument("--no-reflections", action="store_true",
                         help="render without floor/table reflections (faster; looks unlike LIBERO's datasets)")
+    parser.add_argument("--antialiasing", action="store_true",
+                        help="render with 4x multisampling like LIBERO's datasets (slower); evaluate with the same")
     parser.add_argument("--seed", type=int, default=0, help="seed of the track point sampling")
     parser.add_argument("--dry-run", action="store_true",
                         help="only measure the expert's success: no cameras, nothing written but the report")
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             report = collect_task(
                 args.suite, task, args.out, episodes=args.episodes, with_actions=not args.no_actions,
                 num_points=args.points, grid_size=args.grid, camera_size=args.camera_size,
-                max_steps=settings["max_steps"], reflections=not args.no_reflections, seed=args.seed,
+                max_steps=settings["max_steps"], reflections=not args.no_reflections, antialiasing=args.antialiasing, seed=args.seed,
                 dry_run=args.dry_run, max_attempts=args.max_attempts, on_attempt=on_attempt,
             )
             # Episodes a task could not deliver are taken off the bar's total so it ends full.

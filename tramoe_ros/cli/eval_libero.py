@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="episodes run in this many processes (default 1); results do not depend on it")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per worker (default 1; keep it when comparing runs)")
+    parser.add_argument("--antialiasing", action="store_true",
+                        help="render with 4x multisampling (use it when the training data was collected with it)")
     parser.add_argument("--videos", type=int, default=2, help="episodes per task saved as video (default 2)")
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args(argv)
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e))
 
     settings = EvalSettings(policy=args.policy, track_model=args.track_model,
-                            max_steps=args.max_steps or EVAL_MAX_STEPS, threads=args.threads, out_dir=args.out)
+                            max_steps=args.max_steps or EVAL_MAX_STEPS, threads=args.threads, out_dir=args.out,
+                            antialiasing=args.antialiasing)
     init_states = list(range(args.first_init_state, args.first_init_state + args.trials))
     total = sum(len(t) for t in suites_tasks.values()) * args.trials
     successes = 0
@@ -96,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_suite_table(summaries))
     path = write_results(args.out, summaries, {
         "policy": args.policy, "track_model": args.track_model, "init_states": init_states,
-        "max_steps": settings.max_steps, "workers": args.workers, "threads": args.threads})
+        "max_steps": settings.max_steps, "workers": args.workers, "threads": args.threads,
+        "antialiasing": args.antialiasing})
     print(f"summary: {path}")
     return 0
 

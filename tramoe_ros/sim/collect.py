@@ -124,6 +124,7 @@ def collect_task(
     camera_size: int = 128,
     max_steps: int = EVAL_MAX_STEPS,
     reflections: bool = True,
+    antialiasing: bool = False,
     seed: int = 0,
     dry_run: bool = False,
     max_attempts: int | None = None,
@@ -140,7 +141,7 @@ def collect_task(
     """
     started = time.perf_counter()
     env = LiberoEnv(suite, task_index, views=() if dry_run else DEFAULT_VIEWS, camera_size=camera_size,
-                    max_steps=max_steps, depth=not dry_run, reflections=reflections)
+                    max_steps=max_steps, depth=not dry_run, reflections=reflections, antialiasing=antialiasing)
     attempts, steps = 0, []
     note = ""
     try:

@@ -57,7 +57,8 @@ class EvalSettings:
 
     policy, track_model: checkpoint paths (track_model None: the one recorded in the policy checkpoint);
     max_steps: step budget per episode; threads: torch threads per worker (the same for any number of workers,
-    so results are identical); out_dir: where episode videos go (out_dir/videos/<suite>/<task>_init<k>.mp4).
+    so results are identical); out_dir: where episode videos go (out_dir/videos/<suite>/<task>_init<k>.mp4);
+    antialiasing: render as the training data was rendered (see `LiberoEnv`).
     """
 
     policy: str
@@ -65,6 +66,7 @@ class EvalSettings:
     max_steps: int = EVAL_MAX_STEPS
     threads: int = 1
     out_dir: str = "runs/eval"
+    antialiasing: bool = False
 
 
 @dataclass
@@ -97,7 +99,7 @@ class _Worker:
             if self.env is not None:
                 self.env.close()
             self.env = LiberoEnv(suite, task_index, views=self.runner.cfg.views, camera_size=self.runner.cfg.image_size,
-                                 max_steps=self.settings.max_steps)
+                                 max_steps=self.settings.max_steps, antialiasing=self.settings.antialiasing)
         return self.env
 
     def run(self, job: EvalJob) -> EpisodeResult:
