@@ -4,6 +4,9 @@
   responder that answers each observation at once with a no-op action (the bridge's own cost: publishing images,
   joint states and status, and the action round trip through DDS). The two alternate in rounds, so load from
   other processes hits both alike; `bridge_overhead_ms_per_step` is the difference of their medians.
+- `render_*`: LiberoEnv's step time with each rendering option (multisample anti-aliasing, reflections), in
+  alternating rounds, and how far its images are from LIBERO's look (both on): mean absolute difference in grey
+  levels over both views.
 - `graph_*`: the whole sim graph in real time (bridge at its control rate, track, policy and arm nodes, in one
   process as `tramoe-up sim` runs it): camera->action latency p50/p95 (receive time of each action minus the
   stamp of the images it came from), its parts, the achieved control rate and the simulation's step rate.
@@ -17,13 +20,15 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Header
 from tramoe_msgs.msg import PolicyAction
 
-from tramoe_ros.config import PolicyConfig, TrackModelConfig, config_to_dict
+from tramoe_ros.config import PolicyTrainConfig, TrackTrainConfig, config_to_dict, load_config
+from tramoe_ros.paths import config_path
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.compose import BackgroundGraph
 from tramoe_ros.ros.conversions import action_to_msg
@@ -68,12 +73,14 @@ class BudgetResponder(Node):
 
 
 def random_checkpoints(folder: Path) -> tuple[Path, Path]:
-    """Untrained track model and policy of the default (paper) sizes: their speed is that of trained ones."""
+    """Untrained track model and policy of the shipped models' sizes (config/train_*_cpu.yaml): their speed is that
+    of trained ones."""
     from tramoe_ros.models.policy import TrackGuidedPolicy
     from tramoe_ros.models.track_transformer import TrackTransformer
     from tramoe_ros.training.checkpoint import save_checkpoint
 
-    track_cfg, policy_cfg = TrackModelConfig(), PolicyConfig()
+    track_cfg = load_config(TrackTrainConfig, config_path("train_tracks_cpu.yaml")).model
+    policy_cfg = load_config(PolicyTrainConfig, config_path("train_policy_cpu.yaml")).model
     track = save_checkpoint(folder / "track_random.safetensors", TrackTransformer(track_cfg), "track_model",
                             config_to_dict(track_cfg), extra={"language_encoder": "minilm"})
     policy = save_checkpoint(folder / "policy_random.safetensors", TrackGuidedPolicy(policy_cfg), "policy",
@@ -120,6 +127,37 @@ def _env_and_bridge(task: str, steps: int, reflections: bool, views: tuple[str, 
             "bridge_overhead_ms_per_step": round(bridge_median - env_median, 1)}
 
 
+RENDER_OPTIONS = ((False, True), (True, True), (False, False), (True, False))  # (antialiasing, reflections)
+
+
+def _render_options(task: str, steps: int, views: tuple[str, ...]) -> dict:
+    """Median ms per env step and image difference from LIBERO's look for each rendering option."""
+    suite, _, index = task.partition("/")
+    per_round = max(1, steps // ROUNDS)
+    envs = [LiberoEnv(suite, int(index), views=views, antialiasing=aa, reflections=refl, max_steps=steps + 2)
+            for aa, refl in RENDER_OPTIONS]
+    try:
+        first = [env.reset(0) for env in envs]
+        reference = first[RENDER_OPTIONS.index((True, True))]
+        times: list[list[float]] = [[] for _ in envs]
+        for _ in range(ROUNDS):
+            for env, ms in zip(envs, times):
+                start = time.perf_counter()
+                for _ in range(per_round):
+                    env.step(NOOP_ACTION)
+                ms.append((time.perf_counter() - start) * 1e3 / per_round)
+    finally:
+        for env in envs:
+            env.close()
+    out = {}
+    for (aa, refl), obs, ms in zip(RENDER_OPTIONS, first, times):
+        name = f"render_aa_{'on' if aa else 'off'}_reflections_{'on' if refl else 'off'}"
+        diff = np.mean([np.abs(obs.images[v].astype(np.int16) - reference.images[v]).mean() for v in views])
+        out[f"{name}_ms_per_step"] = round(statistics.median(ms), 1)
+        out[f"{name}_diff_from_libero"] = round(float(diff), 2)
+    return out
+
+
 def _realtime_graph(task: str, steps: int, reflections: bool, views: tuple[str, ...], policy_path: Path,
                     track_model_path: Path) -> dict:
     nodes = _with_bridge_overrides(
@@ -143,14 +181,15 @@ def bench_graph(task: str = "libero_object/0", policy_path: str | Path | None = 
                 views: tuple[str, ...] = DEFAULT_VIEWS) -> dict:
     """Measure on `task` ("<suite>/<index>") with `steps` simulation steps per measurement.
 
-    Without model paths, untrained models of the paper's sizes are timed.
+    Without model paths, untrained models of the shipped models' sizes are timed.
     """
     out: dict = {"task": task, "steps": steps, "views": list(views), "reflections": reflections}
     out.update(_env_and_bridge(task, steps, reflections, views))
+    out.update(_render_options(task, steps, views))
     with tempfile.TemporaryDirectory() as scratch:
         if policy_path is None or track_model_path is None:
             track_model_path, policy_path = random_checkpoints(Path(scratch))
-            out["models"] = "untrained, default sizes"
+            out["models"] = "untrained, the shipped models' sizes"
         else:
             out["models"] = f"{policy_path}, {track_model_path}"
         out.update(_realtime_graph(task, steps, reflections, views, Path(policy_path), Path(track_model_path)))

@@ -1,5 +1,6 @@
-"""`tramoe-bench models|graph [--json]`: speed and size of the track models and the policy; speed of the ROS graph
-(camera->action latency, achieved control rate, the LIBERO bridge's overhead against the raw env)."""
+"""`tramoe-bench models|graph|robot [--json]`: speed and size of the track models and the policy; speed of the ROS
+graph (camera->action latency, achieved control rate, the LIBERO bridge's overhead against the raw env); speed of
+the dual-arm robot's driver, teleop loop and joint states against emulated servos."""
 from __future__ import annotations
 
 import argparse
@@ -25,17 +26,32 @@ def main(argv: list[str] | None = None) -> int:
     graph = sub.add_parser("graph", help="ROS graph: camera->action latency, control rate, bridge vs raw env")
     graph.add_argument("--json", action="store_true", help="print one JSON object")
     graph.add_argument("--task", default="libero_object/0", help="LIBERO task <suite>/<task index>")
-    graph.add_argument("--policy", default=None, help="policy checkpoint (default: untrained, paper size)")
-    graph.add_argument("--track-model", default=None, help="track model checkpoint (default: untrained, paper size)")
+    graph.add_argument("--policy", default=None,
+                       help="policy checkpoint (default: the shipped one, else an untrained one of its size)")
+    graph.add_argument("--track-model", default=None,
+                       help="track model checkpoint (default: the shipped one, else an untrained one of its size)")
     graph.add_argument("--steps", type=int, default=100, help="simulation steps per measurement")
     graph.add_argument("--reflections", action=argparse.BooleanOptionalAction, default=True,
                        help="render reflections (LIBERO's datasets have them; off renders faster)")
+    robot = sub.add_parser("robot", help="dual-arm robot: driver cycle, teleop loop and /joint_states rates "
+                                         "against emulated Dynamixel arms")
+    robot.add_argument("--json", action="store_true", help="print one JSON object")
+    robot.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
     args = parser.parse_args(argv)
-    if args.what == "graph":
+    if args.what == "robot":
+        from tramoe_ros.robot.bench import bench_robot
+
+        result = bench_robot(args.seconds)
+    elif args.what == "graph":
         from tramoe_ros.bench.graph import bench_graph
 
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # DDS stays on this machine
         os.environ.setdefault("MUJOCO_GL", "egl")
+        from tramoe_ros.demo import DEFAULT_POLICY, DEFAULT_TRACK_MODEL
+
+        if args.policy is None and args.track_model is None and os.path.isfile(DEFAULT_POLICY) \
+                and os.path.isfile(DEFAULT_TRACK_MODEL):
+            args.policy, args.track_model = DEFAULT_POLICY, DEFAULT_TRACK_MODEL
         result = bench_graph(args.task, args.policy, args.track_model, args.steps, args.reflections)
     else:
         result = bench_models(repeats_b64=args.repeats, threads=args.threads)
