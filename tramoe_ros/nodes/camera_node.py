@@ -7,15 +7,13 @@ that stops delivering does not stop the node: it counts the failed reads, report
 """
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import NoReturn
 
-import cv2
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from tramoe_ros.robot.camera import CameraError, FrameSource, to_rgb
 from tramoe_ros.ros.conversions import image_from_rgb
 from tramoe_ros.ros.diagnostics import NodeHealth
 from tramoe_ros.ros.errors import NodeStartupError
@@ -32,27 +30,18 @@ PARAMS = [
     Param("height", 128, "published image height in pixels", positive),
     Param("stale_after_s", 1.0, "report the camera stale after this long without a frame", positive),
 ]
-REOPEN_INTERVAL_S = 1.0  # how often a device that stopped delivering frames is reopened
 
 
 class CameraNode(Node):
     def __init__(self, **node_kwargs):
-        self._capture = None  # set before anything can fail, for destroy_node
+        self._camera = None  # set before anything can fail, for destroy_node
         super().__init__("camera_node", **node_kwargs)
         self.params = declare_params(self, PARAMS)
         source = self.params["source"]
-        self._device = int(source) if source.isdigit() else source
-        self._is_file = Path(source).is_file()
-        if not source.isdigit() and not Path(source).exists():
-            raise NodeStartupError(f"camera source {source!r} is neither a device index nor an existing device or "
-                                   f"video file")
-        self._capture = cv2.VideoCapture(self._device)
-        if not self._capture.isOpened():
-            raise NodeStartupError(f"OpenCV cannot open camera source {source!r}")
-        if not self._is_file:
-            # Keep at most one frame queued in the driver, so each read returns a fresh one.
-            self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-        self._last_reopen = time.monotonic()
+        try:
+            self._camera = FrameSource(source)
+        except CameraError as e:
+            raise NodeStartupError(str(e)) from None
         self.health = NodeHealth(self, self.params["stale_after_s"], hardware_id=source)
         self.health.watch("frames")
         self._publisher = self.create_publisher(Image, "image_raw", IMAGE_QOS)
@@ -60,34 +49,20 @@ class CameraNode(Node):
         self.get_logger().info(f"camera {source!r} -> {self._publisher.topic_name} "
                                f"({self.params['width']}x{self.params['height']} at {self.params['rate_hz']} Hz)")
 
-    def _read(self):
-        ok, frame = self._capture.read()
-        if not ok and self._is_file:  # end of the video: start it again
-            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = self._capture.read()
-        return frame if ok else None
-
     def _capture_and_publish(self) -> None:
-        frame = self._read()
+        frame = self._camera.read()
         stamp = self.get_clock().now().to_msg()
         if frame is None:
             self.health.count("read_failures")
-            if not self._is_file and time.monotonic() - self._last_reopen > REOPEN_INTERVAL_S:
-                self._last_reopen = time.monotonic()
-                self._capture.release()
-                self._capture = cv2.VideoCapture(self._device)
             return
-        size = (self.params["width"], self.params["height"])
-        if (frame.shape[1], frame.shape[0]) != size:
-            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        rgb = to_rgb(frame, self.params["width"], self.params["height"])
         self._publisher.publish(image_from_rgb(rgb, Header(stamp=stamp, frame_id=self.params["view"])))
         self.health.seen("frames")
         self.health.count("published")
 
     def destroy_node(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
+        if self._camera is not None:
+            self._camera.release()
         super().destroy_node()
 
 

@@ -20,7 +20,7 @@ from tramoe_ros.ros.errors import ParameterError
 
 # Parameter kinds and what a value of each must be, for error messages.
 KINDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string",
-         "str[]": "a list of strings", "float[]": "a list of numbers"}
+         "str[]": "a list of strings", "float[]": "a list of numbers", "int[]": "a list of integers"}
 
 Check = Callable[[Any], "str | None"]  # returns what is wrong with a value, or None
 
