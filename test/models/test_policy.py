@@ -62,6 +62,17 @@ def test_num_parameters_counts_all_and_trainable():
     assert policy.num_parameters(trainable_only=True) == policy.num_parameters() - 8
 
 
+@pytest.mark.parametrize("attention_dropout, random", [(0.0, False), (0.5, True)])
+def test_attention_dropout_is_its_own_switch(attention_dropout, random):
+    """With FFN/head dropout off, training-mode outputs vary between calls only through attention dropout."""
+    policy = TrackGuidedPolicy(small_cfg(dropout=0.0, attention_dropout=attention_dropout)).train()
+    inputs = make_inputs(policy.cfg)
+    torch.manual_seed(0)
+    first = policy(*inputs)
+    second = policy(*inputs)
+    assert torch.allclose(first, second, atol=1e-6) != random
+
+
 def test_block_causal_later_frames_do_not_change_earlier_outputs():
     cfg = small_cfg()
     policy = TrackGuidedPolicy(cfg).eval()

@@ -91,13 +91,14 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-LN block: x + Attn(LN(x)), then x + FFN(LN(x))."""
+    """Pre-LN block: x + Attn(LN(x)), then x + FFN(LN(x)). `attention_dropout` defaults to `dropout`."""
 
     def __init__(self, dim: int, heads: int, dim_head: int, mlp_dim: int, dropout: float = 0.0,
-                 kv_heads: int | None = None):
+                 kv_heads: int | None = None, attention_dropout: float | None = None):
         super().__init__()
         self.attn_norm = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads, dim_head, kv_heads=kv_heads, dropout=dropout)
+        self.attn = Attention(dim, heads, dim_head, kv_heads=kv_heads,
+                              dropout=dropout if attention_dropout is None else attention_dropout)
         self.ffn_norm = nn.LayerNorm(dim)
         self.ffn = FeedForward(dim, mlp_dim, dropout)
 

@@ -105,7 +105,8 @@ class TrackGuidedPolicy(nn.Module):
 
         self.spatial_cls = nn.Parameter(torch.randn(cfg.dim) * 0.02)
         self.spatial_blocks = nn.ModuleList(
-            TransformerBlock(cfg.dim, cfg.spatial_heads, cfg.spatial_dim_head, cfg.spatial_mlp_dim, cfg.dropout)
+            TransformerBlock(cfg.dim, cfg.spatial_heads, cfg.spatial_dim_head, cfg.spatial_mlp_dim, cfg.dropout,
+                             attention_dropout=cfg.attention_dropout)
             for _ in range(cfg.spatial_depth)
         )
         # Final LayerNorm: the pre-LN residual stream is un-normalised at the end of the stack.
@@ -118,7 +119,7 @@ class TrackGuidedPolicy(nn.Module):
         # PolicyConfig has no temporal MLP width; 4 x temporal_dim gives ATM's 256 at the default width 64.
         self.temporal_blocks = nn.ModuleList(
             TransformerBlock(cfg.temporal_dim, cfg.temporal_heads, cfg.temporal_dim_head, 4 * cfg.temporal_dim,
-                             cfg.dropout)
+                             cfg.dropout, attention_dropout=cfg.attention_dropout)
             for _ in range(cfg.temporal_depth)
         )
         self.temporal_norm = nn.LayerNorm(cfg.temporal_dim)
