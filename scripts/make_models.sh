@@ -3,8 +3,8 @@
 #   1. scripted-expert demonstrations of libero_object (in-domain, initial states 0-29, ground-truth tracks),
 #   2. action-free libero_90 videos (out-of-domain, the tasks the scripted expert solves),
 #   3. the Tra-MoE track model (config/train_tracks_cpu.yaml)  -> models/track_moe.safetensors,
-#   4. the adaptive-mask policy (config/train_policy_cpu.yaml) -> models/policy_adaptive.safetensors,
-#   5. evaluation on the held-out initial states 30-49         -> runs/cpu/eval/summary.json.
+#   4. the adaptive-mask policy (config/train_policy_cpu.yaml, task 0) -> models/policy_adaptive.safetensors,
+#   5. its evaluation on task 0's held-out initial states 30-49    -> runs/cpu/eval/summary.json.
 # Each step resumes: collection keeps the episodes already written; training continues from its train state.
 # About 5 hours on a 2-core CPU; on a GPU machine the training steps take minutes.
 set -euo pipefail
@@ -30,5 +30,5 @@ train tramoe-train-policy config/train_policy_cpu.yaml runs/cpu/policy
 # The last policy, not the lowest validation loss: action MSE on held-out frames does not rank closed-loop success.
 cp runs/cpu/policy/last.safetensors models/policy_adaptive.safetensors
 
-$BIN/tramoe-eval-libero --suite libero_object --policy models/policy_adaptive.safetensors \
+$BIN/tramoe-eval-libero --suite libero_object --tasks 0 --policy models/policy_adaptive.safetensors \
   --track-model models/track_moe.safetensors --trials 20 --first-init-state 30 --workers 2 --out runs/cpu/eval
