@@ -8,7 +8,7 @@ export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 100 )))
 export MUJOCO_GL := egl
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install test demo bench models clean
+.PHONY: install test demo smoke bench models clean
 
 install:
 	@bash scripts/install.sh
@@ -16,8 +16,13 @@ install:
 test: install
 	$(PY) -m pytest test -q
 
+# One LIBERO episode through the ROS graph with the shipped models (models/): bag, track video, summary.json.
 demo: install
-	$(VENV)/bin/tramoe-smoke-demo --out runs/demo
+	$(VENV)/bin/tramoe-demo --out runs/demo
+
+# Tiny track model and policy trained on generated data with the real training code (no LIBERO, ~2 min).
+smoke: install
+	$(VENV)/bin/tramoe-smoke-demo --out runs/smoke
 
 # The shipped default models from nothing: LIBERO collection, training, evaluation (hours on a CPU).
 models: install
