@@ -20,7 +20,7 @@ def test_parse_task_list():
     assert parse_task_list("0-2,7,2") == [0, 1, 2, 7]
     assert parse_task_list("5") == [5]
     for bad in ("3-1", "a", "1-"):
-        with pytest.raises(argparse.ArgumentTypeError, match="bad task list"):
+        with pytest.raises(argparse.ArgumentTypeError, match="bad index list"):
             parse_task_list(bad)
 
 
@@ -107,3 +107,13 @@ def test_collect_cli_writes_a_valid_episode_whose_tracks_follow_the_can(tmp_path
     report = json.loads((out / REPORT_NAME).read_text())
     assert report["tasks"][0]["successes"] == 1 and report["tasks"][0]["mean_steps"] == length
     assert path.stat().st_mtime_ns == written
+
+
+def test_collection_tries_the_chosen_initial_states(tmp_path, capsys):
+    assert main(["--suite", "libero_object", "--tasks", "0", "--episodes", "1", "--init-states", "50",
+                 "--sampled-init-states", "1", "--dry-run", "--out", str(tmp_path)]) == 0
+    task = json.loads((tmp_path / REPORT_NAME).read_text())["tasks"][0]
+    assert (task["attempts"], task["successes"]) == (1, 1)
+    assert main(["--suite", "libero_object", "--tasks", "0", "--init-states", "48-51", "--sampled-init-states", "1",
+                 "--dry-run", "--out", str(tmp_path)]) == 2
+    assert "initial states [51] do not exist" in capsys.readouterr().err

@@ -102,3 +102,34 @@ def test_antialiasing_only_smooths_edges(object_env):
     assert 0 < difference.mean() < 5
     # Multisampling changes pixels on edges: most of the picture is identical.
     assert (difference.max(-1) == 0).mean() > 0.5
+
+
+def _object_positions(env) -> np.ndarray:
+    """(objects, 3) world positions of the task's movable objects, in a fixed order."""
+    ids = env.robosuite_env.obj_body_id
+    return np.stack([env.sim.data.body_xpos[ids[name]] for name in sorted(env.robosuite_env.objects_dict)])
+
+
+def test_sampled_initial_states_are_new_reproducible_placements():
+    from tramoe_ros.sim.libero_env import LiberoEnv
+
+    with LiberoEnv("libero_object", 0, views=(), sampled_init_states=2, init_state_seed=3) as env:
+        assert (env.num_fixed_init_states, env.num_init_states) == (50, 52)
+        fixed = []
+        for index in range(env.num_fixed_init_states):
+            env.reset(index)
+            fixed.append(_object_positions(env))
+        fixed = np.stack(fixed)
+        sampled = []
+        for index in (50, 51):
+            env.reset(index)
+            sampled.append(_object_positions(env))
+    with LiberoEnv("libero_object", 0, views=(), sampled_init_states=1, init_state_seed=3) as again:
+        again.reset(50)
+        np.testing.assert_array_equal(_object_positions(again), sampled[0])
+    assert np.abs(sampled[0] - sampled[1]).max() > 0.005
+    for placement in sampled:
+        # A new placement (no fixed state within 5 mm for every object) ...
+        assert np.abs(fixed - placement).max(axis=(1, 2)).min() > 0.005
+        # ... from the regions the fixed states were drawn from.
+        assert (placement >= fixed.min(axis=0) - 0.03).all() and (placement <= fixed.max(axis=0) + 0.03).all()

@@ -1,6 +1,8 @@
 """`tramoe-collect-libero`: scripted-expert demonstrations of a LIBERO suite with ground-truth point tracks.
 
     tramoe-collect-libero --suite libero_object --tasks 0-9 --episodes 50 --out data/libero/libero_object
+    tramoe-collect-libero --suite libero_object --tasks 0 --episodes 100 --init-states 0-29,50-119 \
+        --sampled-init-states 70 --out data/libero/libero_object
     tramoe-collect-libero --suite libero_90 --tasks 0-89 --episodes 20 --no-actions --out data/libero/libero_90
 
 Keeps only successful episodes, prints a per-task success report and writes it to <out>/collect_report.json.
@@ -17,7 +19,7 @@ import tempfile
 
 
 def parse_task_list(text: str) -> list[int]:
-    """"0-9", "3", "0-2,7,9" -> sorted task indices."""
+    """"0-9", "3", "0-2,7,9" -> sorted indices (tasks, initial states)."""
     indices: set[int] = set()
     for part in text.split(","):
         part = part.strip()
@@ -31,7 +33,7 @@ def parse_task_list(text: str) -> list[int]:
                 indices.add(int(part))
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"bad task list {text!r}: expected indices and ranges like 0-9 or 0-2,7"
+                f"bad index list {text!r}: expected indices and ranges like 0-9 or 0-2,7"
             ) from None
     return sorted(indices)
 
@@ -46,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=50,
                         help="successful episodes to keep per task; initial states are tried in order until that "
                              "many succeed or all 50 have been tried (default 50)")
+    parser.add_argument("--init-states", type=parse_task_list, default=None,
+                        help="initial state indices to try, in order, e.g. 0-29 (default: all); keep the ones "
+                             "evaluation uses out of the demonstrations")
+    parser.add_argument("--sampled-init-states", type=int, default=0,
+                        help="add this many initial states sampled from the task's placement regions (as LIBERO "
+                             "drew its 50 fixed ones, seeded by --seed) after the fixed ones: indices 50.. "
+                             "(default 0)")
     parser.add_argument("--max-attempts", type=int, default=None,
                         help="initial states tried per task at most (default: all 50); e.g. a quick survey of which "
                              "tasks the expert solves: --episodes 2 --max-attempts 3 --dry-run")
@@ -62,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="render without floor/table reflections (faster; looks unlike LIBERO's datasets)")
     parser.add_argument("--antialiasing", action="store_true",
                         help="render with 4x multisampling like LIBERO's datasets (slower); evaluate with the same")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the track point sampling")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the track point sampling and of the sampled initial states")
     parser.add_argument("--dry-run", action="store_true",
                         help="only measure the expert's success: no cameras, nothing written but the report")
     args = parser.parse_args(argv)
@@ -83,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             raise LiberoError(f"tasks {out_of_range} are out of range for {args.suite} (0..{total_tasks - 1})")
         if args.max_attempts is not None and args.max_attempts < 1:
             raise LiberoError("--max-attempts must be at least 1")
+        if args.sampled_init_states < 0:
+            raise LiberoError("--sampled-init-states must be at least 0")
         if args.episodes < 1 or args.points < 0 or args.grid < 0 or args.points + args.grid == 0:
             raise LiberoError("need --episodes >= 1, --points >= 0, --grid >= 0 and some points to track")
     except LiberoError as e:
@@ -92,27 +104,33 @@ def main(argv: list[str] | None = None) -> int:
     settings = dict(vars(args))
     settings["max_steps"] = args.max_steps or EVAL_MAX_STEPS
     reports = []
-    with tqdm(total=len(tasks) * args.episodes, unit="episode", desc=args.suite) as progress:
-        for task in tasks:
-            succeeded = 0
+    try:
+        with tqdm(total=len(tasks) * args.episodes, unit="episode", desc=args.suite) as progress:
+            for task in tasks:
+                succeeded = 0
 
-            def on_attempt(success: bool) -> None:
-                nonlocal succeeded
-                succeeded += success
-                progress.set_postfix(task=task, ok=succeeded, refresh=False)
-                progress.update(int(success))
+                def on_attempt(success: bool) -> None:
+                    nonlocal succeeded
+                    succeeded += success
+                    progress.set_postfix(task=task, ok=succeeded, refresh=False)
+                    progress.update(int(success))
 
-            report = collect_task(
-                args.suite, task, args.out, episodes=args.episodes, with_actions=not args.no_actions,
-                num_points=args.points, grid_size=args.grid, camera_size=args.camera_size,
-                max_steps=settings["max_steps"], reflections=not args.no_reflections, antialiasing=args.antialiasing, seed=args.seed,
-                dry_run=args.dry_run, max_attempts=args.max_attempts, on_attempt=on_attempt,
-            )
-            # Episodes a task could not deliver are taken off the bar's total so it ends full.
-            progress.total -= args.episodes - report.successes
-            progress.refresh()
-            reports.append(report)
-            write_report(args.out, reports, settings)
+                report = collect_task(
+                    args.suite, task, args.out, episodes=args.episodes, with_actions=not args.no_actions,
+                    num_points=args.points, grid_size=args.grid, camera_size=args.camera_size,
+                    max_steps=settings["max_steps"], reflections=not args.no_reflections,
+                    antialiasing=args.antialiasing, seed=args.seed,
+                    dry_run=args.dry_run, max_attempts=args.max_attempts, init_states=args.init_states,
+                    sampled_init_states=args.sampled_init_states, on_attempt=on_attempt,
+                )
+                # Episodes a task could not deliver are taken off the bar's total so it ends full.
+                progress.total -= args.episodes - report.successes
+                progress.refresh()
+                reports.append(report)
+                write_report(args.out, reports, settings)
+    except LiberoError as e:  # e.g. --init-states beyond the task's states
+        print(f"tramoe-collect-libero: error: {e}", file=sys.stderr)
+        return 2
     print(format_report(reports))
     print(f"report: {write_report(args.out, reports, settings)}")
     return 0

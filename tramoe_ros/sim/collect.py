@@ -19,7 +19,7 @@ import numpy as np
 from tramoe_ros.data.episode import Episode, EpisodeFile, ViewData, episode_problems, write_episode
 from tramoe_ros.labeling.sim_tracks import SimTrackRecorder
 from tramoe_ros.sim.expert import ExpertUnsupported, ScriptedExpert, expert_rollout, run_expert_episode
-from tramoe_ros.sim.libero_env import DEFAULT_VIEWS, EVAL_MAX_STEPS, LiberoEnv, LiberoObservation
+from tramoe_ros.sim.libero_env import DEFAULT_VIEWS, EVAL_MAX_STEPS, LiberoEnv, LiberoError, LiberoObservation
 
 REPORT_NAME = "collect_report.json"
 
@@ -128,10 +128,17 @@ def collect_task(
     seed: int = 0,
     dry_run: bool = False,
     max_attempts: int | None = None,
+    init_states: Sequence[int] | None = None,
+    sampled_init_states: int = 0,
     on_attempt: Callable[[bool], None] | None = None,
 ) -> TaskReport:
     """Try the task's initial states in order until `episodes` succeed or all (at most `max_attempts`) have been
     tried.
+
+    init_states: the initial state indices to try, in order (default: all); e.g. 0-29 keeps 30-49 out of the
+        demonstrations for held-out evaluation.
+    sampled_init_states: initial states sampled after the task's fixed ones (`LiberoEnv`), indices 50.. for
+        LIBERO's 50 fixed states.
 
     dry_run: run the expert without cameras and write nothing (measures its success rate ~10x faster).
     on_attempt: called with each attempt's success (for progress bars).
@@ -141,16 +148,23 @@ def collect_task(
     """
     started = time.perf_counter()
     env = LiberoEnv(suite, task_index, views=() if dry_run else DEFAULT_VIEWS, camera_size=camera_size,
-                    max_steps=max_steps, depth=not dry_run, reflections=reflections, antialiasing=antialiasing)
+                    max_steps=max_steps, depth=not dry_run, reflections=reflections, antialiasing=antialiasing,
+                    sampled_init_states=sampled_init_states, init_state_seed=seed)
     attempts, steps = 0, []
     note = ""
     try:
+        candidates = list(range(env.num_init_states)) if init_states is None else list(init_states)
+        unknown = [index for index in candidates if not 0 <= index < env.num_init_states]
+        if unknown:
+            raise LiberoError(f"initial states {unknown} do not exist for {env.task_name}: it has "
+                              f"{env.num_fixed_init_states} fixed and {sampled_init_states} sampled "
+                              f"(0..{env.num_init_states - 1})")
         try:
             ScriptedExpert(env)  # checks the goal is one the expert handles
         except ExpertUnsupported as e:
             note = str(e)
-        budget = 0 if note else min(env.num_init_states, max_attempts or env.num_init_states)
-        for init_state_index in range(budget):
+        budget = 0 if note else min(len(candidates), max_attempts or len(candidates))
+        for init_state_index in candidates[:budget]:
             if len(steps) >= episodes:
                 break
             attempts += 1

@@ -88,10 +88,16 @@ class LiberoEnv:
             project's default) a libero_object step with both cameras takes ~60 instead of ~97 ms of CPU; images
             differ only at edges (mean 1.7-2.1 grey levels of 255). Data and evaluation must use the same setting.
         settle_steps: no-op steps after an initial state is set so objects come to rest (LIBERO uses 5).
+        sampled_init_states: this many more initial states, after the task's fixed ones (indices
+            num_fixed_init_states ..), drawn from the task's BDDL placement regions as LIBERO drew its fixed ones
+            (the env's own reset sampler), reproducibly from `init_state_seed`. More varied demonstrations than the
+            50 fixed states, without touching the fixed states evaluation uses.
+        init_state_seed: seed of the sampled initial states (one stream per task index).
 
     Attributes:
-        suite, task_index, task_name, instruction, views, camera_size, max_steps, num_init_states, steps (taken
-        since the last reset), robosuite_env (the underlying robosuite environment), sim (its MjSim), bddl_file.
+        suite, task_index, task_name, instruction, views, camera_size, max_steps, num_init_states (fixed +
+        sampled), num_fixed_init_states, steps (taken since the last reset), robosuite_env (the underlying
+        robosuite environment), sim (its MjSim), bddl_file.
     """
 
     def __init__(
@@ -106,6 +112,8 @@ class LiberoEnv:
         reflections: bool = True,
         antialiasing: bool = False,
         settle_steps: int = SETTLE_STEPS,
+        sampled_init_states: int = 0,
+        init_state_seed: int = 0,
     ) -> None:
         bench = _benchmark(suite)
         if not 0 <= task_index < bench.get_num_tasks():
@@ -115,10 +123,10 @@ class LiberoEnv:
         unknown = [view for view in views if view not in CAMERA_NAMES]
         if unknown:
             raise LiberoError(f"unknown views {unknown}; expected names from {list(CAMERA_NAMES)}")
-        if max_steps < 1 or camera_size < 1 or settle_steps < 0:
+        if max_steps < 1 or camera_size < 1 or settle_steps < 0 or sampled_init_states < 0:
             raise LiberoError(
-                f"need max_steps >= 1, camera_size >= 1, settle_steps >= 0; got {max_steps}, {camera_size}, "
-                f"{settle_steps}"
+                f"need max_steps >= 1, camera_size >= 1, settle_steps >= 0, sampled_init_states >= 0; got "
+                f"{max_steps}, {camera_size}, {settle_steps}, {sampled_init_states}"
             )
         # robosuite picks its GL backend when first imported; Mesa's shader cache stays out of the home folder.
         os.environ.setdefault("MUJOCO_GL", "egl")
@@ -138,7 +146,8 @@ class LiberoEnv:
         self.reflections = reflections
         self.antialiasing = antialiasing
         self.settle_steps = settle_steps
-        self._init_states = bench.get_task_init_states(task_index)
+        self._init_states = list(bench.get_task_init_states(task_index))
+        self.num_fixed_init_states = len(self._init_states)
         self.steps = 0
         self._env = OffScreenRenderEnv(
             bddl_file_name=self.bddl_file,
@@ -157,6 +166,24 @@ class LiberoEnv:
         self._env.reset()
         self._configure_renderer()
         self._apply_render_flags()
+        self._init_states += self._sample_init_states(sampled_init_states, init_state_seed)
+
+    def _sample_init_states(self, count: int, seed: int) -> list[np.ndarray]:
+        """`count` flattened MuJoCo states from the env's reset sampler (object placements in the BDDL regions,
+        robot joint noise), the way LIBERO made its fixed initial states. The samplers draw from numpy's global
+        generator, which is seeded here per (seed, task) and restored afterwards."""
+        if count == 0:
+            return []
+        saved = np.random.get_state()
+        np.random.seed([seed, self.task_index])
+        try:
+            states = []
+            for _ in range(count):
+                self._env.reset()
+                states.append(self._env.get_sim_state().copy())
+            return states
+        finally:
+            np.random.set_state(saved)
 
     # --------------------------------------------------------------------------------------------------------
 
@@ -172,7 +199,7 @@ class LiberoEnv:
 
     @property
     def num_init_states(self) -> int:
-        """Number of fixed initial states of this task (50 in LIBERO)."""
+        """Number of initial states: the task's fixed ones (50 in LIBERO) and the sampled ones after them."""
         return len(self._init_states)
 
     def _configure_renderer(self) -> None:
@@ -226,7 +253,8 @@ class LiberoEnv:
         )
 
     def reset(self, init_state_index: int = 0) -> LiberoObservation:
-        """Set the task's fixed initial state `init_state_index` and run `settle_steps` no-op steps.
+        """Set initial state `init_state_index` (fixed below num_fixed_init_states, sampled above) and run
+        `settle_steps` no-op steps.
 
         The settle steps are not counted in `steps`.
         """
