@@ -76,6 +76,28 @@ def test_reset_with_the_same_initial_state_is_deterministic(object_env):
     assert not np.array_equal(first_a.images["agentview"], first_other.images["agentview"])
 
 
+def test_steps_without_rendering_keep_the_world_and_the_next_image(object_env):
+    """Skipping the cameras (the bridge's camera rate) leaves physics alone, and the next rendered frame is the one
+    rendering every step would have given."""
+    actions = np.random.default_rng(1).uniform(-1, 1, (4, 7))
+
+    def rollout(render: list[bool]):
+        object_env.reset(0)
+        return [object_env.step(action, render=r)[0] for action, r in zip(actions, render)]
+
+    every = rollout([True] * 4)
+    skipping = rollout([True, False, False, True])
+    for a, b, rendered in zip(every, skipping, [True, False, False, True]):
+        np.testing.assert_array_equal(a.joint_states, b.joint_states)
+        np.testing.assert_array_equal(a.eef_pos, b.eef_pos)
+        if rendered:
+            for view in a.images:
+                np.testing.assert_array_equal(a.images[view], b.images[view])
+                np.testing.assert_array_equal(a.depths[view], b.depths[view])
+        else:
+            assert b.images == {} and b.depths == {}
+
+
 def test_step_budget_and_action_checks(object_env):
     object_env.reset(0)
     budget = object_env.max_steps

@@ -4,6 +4,8 @@
   responder that answers each observation at once with a no-op action (the bridge's own cost: publishing images,
   joint states and status, and the action round trip through DDS). The two alternate in rounds, so load from
   other processes hits both alike; `bridge_overhead_ms_per_step` is the difference of their medians.
+- `bridge_realtime_*`: the bridge alone in real time at LIBERO's 20 Hz, answered at once, with the cameras rendered
+  every step and at a lower camera rate (`camera_rate_hz`): the simulation step rate it keeps.
 - `render_*`: LiberoEnv's step time with each rendering option (multisample anti-aliasing, reflections), in
   alternating rounds, and how far its images are from LIBERO's look (both on): mean absolute difference in grey
   levels over both views.
@@ -38,6 +40,7 @@ from tramoe_ros.ros.qos import RELIABLE_QOS
 from tramoe_ros.sim.libero_env import DEFAULT_VIEWS, NOOP_ACTION, LiberoEnv
 
 ROUNDS = 5
+REALTIME_CAMERA_RATES_HZ = (10.0,)  # besides every step: the bridge's camera rates measured in real time
 # Wall-clock allowance for loading the simulator and models, and per step, before a run is cut short.
 STARTUP_BUDGET_S = 180.0
 STEP_BUDGET_S = 5.0
@@ -127,6 +130,27 @@ def _env_and_bridge(task: str, steps: int, reflections: bool, views: tuple[str, 
             "bridge_overhead_ms_per_step": round(bridge_median - env_median, 1)}
 
 
+def _realtime_bridge(task: str, steps: int, reflections: bool, views: tuple[str, ...],
+                     camera_rates_hz: tuple[float, ...]) -> dict:
+    """The bridge alone in real time at its control rate (a zero-latency responder answers every observation),
+    with the cameras rendered every step and at each of `camera_rates_hz`: the simulation steps it achieves."""
+    out = {}
+    for rate in (0.0, *camera_rates_hz):
+        nodes = _with_bridge_overrides(
+            [n for n in resolve("sim", {"task": task, "mode": "realtime", "max_steps": str(steps)})
+             if n.name == "libero_bridge_node"], reflections=reflections, views=list(views), camera_rate_hz=rate)
+        with BackgroundGraph(nodes, extra_nodes=lambda ctx: [GraphProbe(context=ctx),
+                                                             BudgetResponder(context=ctx)]) as graph:
+            graph.node("budget_responder").allow(steps + 1)
+            probe: GraphProbe = graph.node("graph_probe")
+            if not probe.episode_done.wait(STARTUP_BUDGET_S + STEP_BUDGET_S * steps):
+                raise RuntimeError(f"the real-time bridge did not finish {steps} steps in time")
+            sim_rate = probe.summary()["sim_rate_hz"]
+        cameras = "every_step" if rate == 0 else f"{rate:g}hz"
+        out[f"bridge_realtime_cameras_{cameras}_sim_rate_hz"] = sim_rate
+    return out
+
+
 RENDER_OPTIONS = ((False, True), (True, True), (False, False), (True, False))  # (antialiasing, reflections)
 
 
@@ -169,7 +193,8 @@ def _realtime_graph(task: str, steps: int, reflections: bool, views: tuple[str, 
             raise RuntimeError(f"the graph did not finish {steps} steps in time")
         result = probe.summary()
     params = yaml.safe_load(Path(nodes[0].params_file).read_text())
-    out = {"graph_target_rate_hz": params["libero_bridge_node"]["ros__parameters"]["control_rate_hz"]}
+    bridge = params["libero_bridge_node"]["ros__parameters"]
+    out = {"graph_target_rate_hz": bridge["control_rate_hz"], "graph_camera_rate_hz": bridge["camera_rate_hz"]}
     for key in ("control_rate_hz", "sim_rate_hz", "latency_ms_p50", "latency_ms_p95", "latency_ms_max",
                 "tracks_latency_ms_p50", "policy_inference_ms_p50", "actions"):
         out[f"graph_{key}"] = result[key]
@@ -185,6 +210,7 @@ def bench_graph(task: str = "libero_object/0", policy_path: str | Path | None = 
     """
     out: dict = {"task": task, "steps": steps, "views": list(views), "reflections": reflections}
     out.update(_env_and_bridge(task, steps, reflections, views))
+    out.update(_realtime_bridge(task, steps, reflections, views, REALTIME_CAMERA_RATES_HZ))
     out.update(_render_options(task, steps, views))
     with tempfile.TemporaryDirectory() as scratch:
         if policy_path is None or track_model_path is None:

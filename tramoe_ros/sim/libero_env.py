@@ -71,6 +71,16 @@ def num_tasks(suite: str) -> int:
     return _benchmark(suite).get_num_tasks()
 
 
+def _last_value_sensor(observable, sensor):
+    """A stand-in for a robosuite camera sensor that renders nothing: it returns the observable's last value."""
+
+    def last_value(obs_cache):
+        return observable._current_observed_value
+
+    last_value.__modality__ = sensor.__modality__  # robosuite groups observables by their sensor's modality
+    return last_value
+
+
 class LiberoEnv:
     """One task of a LIBERO suite.
 
@@ -231,11 +241,11 @@ class LiberoEnv:
         if context is not None:
             context.gl_ctx.make_current()
 
-    def _observation(self, raw: dict[str, Any]) -> LiberoObservation:
+    def _observation(self, raw: dict[str, Any], rendered: bool = True) -> LiberoObservation:
         images, depths = {}, {}
         if self.depth:
             from robosuite.utils.camera_utils import get_real_depth_map
-        for view in self.views:
+        for view in self.views if rendered else ():
             camera = CAMERA_NAMES[view]
             images[view] = np.ascontiguousarray(raw[f"{camera}_image"][::-1])
             if self.depth:
@@ -275,8 +285,12 @@ class LiberoEnv:
         self.steps = 0
         return self._observation(raw)
 
-    def step(self, action: np.ndarray) -> tuple[LiberoObservation, bool, bool]:
+    def step(self, action: np.ndarray, render: bool = True) -> tuple[LiberoObservation, bool, bool]:
         """Apply one 7-D action (pose delta, gripper) in [-1, 1].
+
+        With `render=False` the cameras are not rendered this step (rendering is most of a step's cost) and the
+        observation's `images` and `depths` are empty; everything else is as with rendering, and the next
+        rendered step renders at the same point of the step as always.
 
         Returns:
             (observation, success, done): success is the task's goal predicate now; done = success or the
@@ -286,10 +300,30 @@ class LiberoEnv:
         if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
             raise LiberoError(f"action must be {ACTION_DIM} finite numbers, got shape {action.shape}: {action}")
         self.make_render_current()
-        raw, _, _, _ = self._env.step(np.clip(action, -1.0, 1.0))
+        if render:
+            raw, _, _, _ = self._env.step(np.clip(action, -1.0, 1.0))
+        else:
+            # Each camera keeps its sampling clock (robosuite samples cameras at a fixed sub-step of every step),
+            # but its sensor hands back the last frame instead of rendering; the stale frames are not returned.
+            cameras = self._camera_observables()
+            sensors = [observable._sensor for observable in cameras]
+            for observable, sensor in zip(cameras, sensors):
+                observable._sensor = _last_value_sensor(observable, sensor)
+            try:
+                raw, _, _, _ = self._env.step(np.clip(action, -1.0, 1.0))
+            finally:
+                for observable, sensor in zip(cameras, sensors):
+                    observable._sensor = sensor
         self.steps += 1
         success = self.check_success()
-        return self._observation(raw), success, success or self.steps >= self.max_steps
+        return self._observation(raw, rendered=render), success, success or self.steps >= self.max_steps
+
+    def _camera_observables(self) -> list:
+        """robosuite's observables that render: each view's image (and depth) sensor."""
+        observables = self.robosuite_env._observables
+        return [observables[name] for name in observables
+                if any(name.startswith(f"{CAMERA_NAMES[view]}_") for view in self.views)
+                and name.endswith(("_image", "_depth"))]
 
     def check_success(self) -> bool:
         """Whether the task's BDDL goal holds in the current state."""
