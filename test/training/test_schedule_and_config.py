@@ -21,9 +21,12 @@ def test_warmup_then_cosine():
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
-@pytest.mark.parametrize("name,cls", [("train_tracks.yaml", TrackTrainConfig), ("smoke_tracks.yaml", TrackTrainConfig),
-                                      ("train_policy.yaml", PolicyTrainConfig),
-                                      ("smoke_policy.yaml", PolicyTrainConfig)])
+@pytest.mark.parametrize("name,cls", [
+    ("train_tracks.yaml", TrackTrainConfig), ("smoke_tracks.yaml", TrackTrainConfig),
+    ("train_tracks_cpu.yaml", TrackTrainConfig), ("ablation_tracks_cpu.yaml", TrackTrainConfig),
+    ("train_policy.yaml", PolicyTrainConfig), ("smoke_policy.yaml", PolicyTrainConfig),
+    ("train_policy_cpu.yaml", PolicyTrainConfig), ("ablation_policy_cpu.yaml", PolicyTrainConfig),
+])
 def test_shipped_configs_load(name, cls):
     cfg = load_config(cls, CONFIG / name)
     assert cfg.train.epochs > 0 and cfg.data.sources
