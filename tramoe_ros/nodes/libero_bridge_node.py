@@ -2,8 +2,8 @@
 
 Publishes, per step and all with one stamp (the render time): /episode_status (EpisodeStatus), /joint_states
 (the 7 arm joints and 2 finger joints, robosuite's names), and /cameras/<view>/image_raw (rgb8, upright) for
-the rendered views (in real time, at most `camera_rate_hz` when set, as a real camera runs at its own rate beside
-the control loop); once, transient local: /instruction (the task's, or the `instruction` parameter).
+the rendered views (in real time every round(control_rate_hz / camera_rate_hz)-th step when `camera_rate_hz` is
+set, as a real camera runs at its own rate beside the control loop); once, transient local: /instruction (the task's, or the `instruction` parameter).
 Applies actions from /libero/action (PolicyAction, 7-D) and resets through /libero/reset (ResetEpisode).
 
 Modes:
@@ -62,9 +62,9 @@ PARAMS = [
     Param("mode", "realtime", "realtime: step at control_rate_hz; lockstep: one step per action (deterministic)",
           one_of("realtime", "lockstep")),
     Param("control_rate_hz", 20.0, "realtime stepping rate (LIBERO's control rate is 20 Hz)", positive),
-    Param("camera_rate_hz", 0.0, "realtime: render and publish the cameras at most this often (0: every step); "
-                                 "rendering is most of a step, so a rate the policy can consume keeps the control "
-                                 "rate. Lockstep renders every step", non_negative),
+    Param("camera_rate_hz", 0.0, "realtime: render and publish the cameras at this rate of simulated time, every "
+                                 "round(control_rate_hz / camera_rate_hz)-th step (0: every step); rendering is "
+                                 "most of a step. Lockstep renders every step", non_negative),
     Param("instruction", "", "instruction to publish; empty: the task's own"),
     Param("auto_reset", False, "start the next initial state when an episode ends"),
     Param("resend_period_s", 1.0, "lockstep: re-send the waiting observation this often", positive),
@@ -107,7 +107,6 @@ class LiberoBridgeNode(Node):
         self._newest_action: np.ndarray | None = None
         self._gripper_command = -1.0  # open, as LIBERO's no-op action
         self._published_at = 0.0
-        self._rendered_at = -np.inf  # monotonic time of the last rendered step
         self._step_ms: deque[float] = deque(maxlen=REPORT_WINDOW)
         self._step_times: deque[float] = deque(maxlen=REPORT_WINDOW)
 
@@ -141,7 +140,6 @@ class LiberoBridgeNode(Node):
 
     def _reset(self, init_state_index: int) -> None:
         self._observation = self._sim(self.env.reset, init_state_index)
-        self._rendered_at = time.monotonic()
         self.init_state_index = init_state_index
         self.episode += 1
         self.success = self.done = self._started = False
@@ -150,19 +148,18 @@ class LiberoBridgeNode(Node):
         self._publish_observation(new_stamp=True)
 
     def _render_due(self) -> bool:
-        """Whether this step renders: always in lockstep or without a camera rate; in real time once a camera
-        period has passed since the last rendered step (within half a control period, as the steps fall)."""
+        """Whether the coming step renders: always in lockstep or without a camera rate; in real time every
+        `control_rate_hz / camera_rate_hz`-th step (rounded), a camera rate in simulated time. (A wall-clock rate
+        would defeat itself: while rendering keeps steps slower than the camera period, every step is due.)"""
         rate = self.params["camera_rate_hz"]
         if self.lockstep or rate <= 0:
             return True
-        slack = 0.5 / self.params["control_rate_hz"]
-        return time.monotonic() - self._rendered_at >= 1.0 / rate - slack
+        every = max(1, round(self.params["control_rate_hz"] / rate))
+        return (self.env.steps + 1) % every == 0
 
     def _step(self, action: np.ndarray) -> None:
         start = time.perf_counter()
         render = self._render_due()
-        if render:
-            self._rendered_at = time.monotonic()
         self._observation, self.success, self.done = self._sim(self.env.step, action, render)
         self._step_ms.append((time.perf_counter() - start) * 1e3)
         self._step_times.append(time.monotonic())
