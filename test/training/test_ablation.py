@@ -8,7 +8,8 @@ from training_fixtures import TINY_POLICY, TINY_TRACK, sources
 from tramoe_ros.cli.ablate import main
 from tramoe_ros.paths import config_path
 
-SHORT = ["train.epochs=1", "train.max_steps_per_epoch=2", "train.val_every=1", "train.save_every=1"]
+# Two epochs, validated only after the second: the ablation picks the best among the validated epochs.
+SHORT = ["train.epochs=2", "train.max_steps_per_epoch=2", "train.val_every=2", "train.save_every=1"]
 
 
 def test_track_and_policy_ablations(synthetic_data, tmp_path, capsys):
@@ -29,10 +30,15 @@ def test_track_and_policy_ablations(synthetic_data, tmp_path, capsys):
     assert (out / "tracks.png").stat().st_size > 1000
     assert "| Tra-MoE, in + out-of-domain | yes | yes |" in (out / "tracks.md").read_text()
 
-    # A second run reuses every finished variant.
+    # A second run reuses every finished variant, and a variant stopped after its last checkpoint but before its
+    # result (here: the result removed) continues from its train state instead of training again.
     stamp = (out / "tracks" / "moe_in" / "result.json").stat().st_mtime_ns
+    (out / "tracks" / "dense_in" / "result.json").unlink()
+    weights = (out / "tracks" / "dense_in" / "last.safetensors").stat().st_mtime_ns
     assert main(args) == 0
     assert (out / "tracks" / "moe_in" / "result.json").stat().st_mtime_ns == stamp
+    assert (out / "tracks" / "dense_in" / "last.safetensors").stat().st_mtime_ns == weights
+    assert json.loads((out / "tracks.json").read_text())[0] == rows["dense_in"]
 
     track_model = out / "tracks" / "moe_in_ood" / "best.safetensors"
     assert main(["policy", "--config", str(config_path("smoke_policy.yaml")), "--out", str(out),

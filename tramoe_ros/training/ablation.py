@@ -7,7 +7,8 @@
   model; measured by validation action MSE and, when trials are asked for, LIBERO success rate.
 
 Each variant trains into its own folder under the output folder and leaves `result.json` there; a variant whose
-result exists is not trained again, so an interrupted ablation continues where it stopped.
+result exists is not trained again, and one interrupted after a checkpoint continues from its train state, so an
+interrupted ablation continues where it stopped.
 """
 from __future__ import annotations
 
@@ -64,15 +65,19 @@ def track_variant_config(base: TrackTrainConfig, variant: TrackVariant, in_domai
 
 
 def _train(task_cls, cfg) -> tuple[object, dict]:
-    """Train one variant; returns the task and the validation metrics of its best epoch."""
+    """Train one variant, continuing from its train state if an earlier invocation saved one; returns the task and
+    the validation metrics of its best validated epoch."""
     seed_everything(cfg.train.seed)
     device = select_device(cfg.train.device)
     task = task_cls(cfg, device)
+    if (Path(cfg.train.out_dir) / "train_state.pt").exists():
+        cfg.train.resume = cfg.train.out_dir
     result = fit(task, cfg.train, cfg.optim, device, config_to_dict(cfg))
-    if not result.history["val"]:
-        raise ValueError(f"{cfg.train.out_dir}: training ran no validation (train.val_every > train.epochs?)")
-    best = min(result.history["val"], key=lambda row: row["val_loss"])
-    return task, {**{k: v for k, v in best.items() if k.startswith("val_")}, "seconds": round(result.seconds, 1)}
+    validated = [row for row in result.history["val"] if "val_loss" in row]  # epochs between val_every have none
+    if not validated:
+        raise ValueError(f"{cfg.train.out_dir}: training ran no validation")
+    best = min(validated, key=lambda row: row["val_loss"])
+    return task, {k: v for k, v in best.items() if k.startswith("val_")}
 
 
 def _load_or_run(folder: Path, run) -> dict:
