@@ -96,13 +96,17 @@ def _with_bridge_overrides(nodes: list[ResolvedNode], **overrides) -> list[Resol
             for n in nodes]
 
 
+def _bridge_alone(task: str, mode: str, max_steps: int, **overrides) -> list[ResolvedNode]:
+    """The sim graph's bridge node only, in `mode`, with parameter `overrides`."""
+    nodes = resolve("sim", {"task": task, "mode": mode, "max_steps": str(max_steps)})
+    return _with_bridge_overrides([n for n in nodes if n.name == "libero_bridge_node"], **overrides)
+
+
 def _env_and_bridge(task: str, steps: int, reflections: bool, views: tuple[str, ...]) -> dict:
     """Median milliseconds per step of the env stepped directly and of the bridge, in alternating rounds."""
     suite, _, index = task.partition("/")
     per_round = max(1, steps // ROUNDS)
-    bridge_nodes = _with_bridge_overrides(
-        [n for n in resolve("sim", {"task": task, "mode": "lockstep", "max_steps": str(per_round * ROUNDS + 1)})
-         if n.name == "libero_bridge_node"], reflections=reflections, views=list(views))
+    bridge_nodes = _bridge_alone(task, "lockstep", per_round * ROUNDS + 1, reflections=reflections, views=list(views))
     env_ms, bridge_ms = [], []
     with LiberoEnv(suite, int(index), views=views, reflections=reflections, max_steps=steps + 2) as env, \
             BackgroundGraph(bridge_nodes, extra_nodes=lambda ctx: [GraphProbe(context=ctx),
@@ -136,9 +140,8 @@ def _realtime_bridge(task: str, steps: int, reflections: bool, views: tuple[str,
     with the cameras rendered every step and at each of `camera_rates_hz`: the simulation steps it achieves."""
     out = {}
     for rate in (0.0, *camera_rates_hz):
-        nodes = _with_bridge_overrides(
-            [n for n in resolve("sim", {"task": task, "mode": "realtime", "max_steps": str(steps)})
-             if n.name == "libero_bridge_node"], reflections=reflections, views=list(views), camera_rate_hz=rate)
+        nodes = _bridge_alone(task, "realtime", steps, reflections=reflections, views=list(views),
+                              camera_rate_hz=rate)
         with BackgroundGraph(nodes, extra_nodes=lambda ctx: [GraphProbe(context=ctx),
                                                              BudgetResponder(context=ctx)]) as graph:
             graph.node("budget_responder").allow(steps + 1)

@@ -3,7 +3,8 @@
 Publishes, per step and all with one stamp (the render time): /episode_status (EpisodeStatus), /joint_states
 (the 7 arm joints and 2 finger joints, robosuite's names), and /cameras/<view>/image_raw (rgb8, upright) for
 the rendered views (in real time every round(control_rate_hz / camera_rate_hz)-th step when `camera_rate_hz` is
-set, as a real camera runs at its own rate beside the control loop); once, transient local: /instruction (the task's, or the `instruction` parameter).
+set, as a real camera runs at its own rate beside the control loop); once, transient local: /instruction (the
+task's, or the `instruction` parameter).
 Applies actions from /libero/action (PolicyAction, 7-D) and resets through /libero/reset (ResetEpisode).
 
 Modes:
