@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -135,12 +137,31 @@ class _Worker:
 
 
 _worker: _Worker | None = None
+# How often a worker checks that the evaluation that started it still runs (s).
+PARENT_POLL_S = 0.5
+
+
+def exit_with_parent(poll_s: float = PARENT_POLL_S) -> threading.Thread:
+    """Make this process exit as soon as its parent is gone. A pool's workers otherwise outlive an evaluation
+    killed with SIGTERM or SIGKILL (only Ctrl-C reaches the whole process group) and run their episodes on,
+    slowing everything else on the machine for minutes. Returns the daemon thread that watches."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 def _init_worker(settings: EvalSettings) -> None:
     import torch
 
     global _worker
+    exit_with_parent()
     torch.set_num_threads(settings.threads)
     _worker = _Worker(settings)
 
