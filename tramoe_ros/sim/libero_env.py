@@ -3,7 +3,8 @@
 LIBERO (robosuite 1.4 + MuJoCo) renders with OpenGL, whose pixel rows run bottom to top: every image and depth map
 is flipped here (rows reversed) so row 0 is the top of the picture, the orientation the track labels and the
 policy use. Rendering is most of the step cost on a CPU (llvmpipe), so only the cameras named in `views` are
-rendered, multisample anti-aliasing is off unless asked for, and reflections can be switched off.
+rendered, multisample anti-aliasing is off unless asked for, reflections can be switched off, and the visual meshes
+can be simplified (`max_visual_faces`).
 
 Headless rendering uses EGL: ``MUJOCO_GL=egl`` is set (unless already set) before robosuite is first imported.
 """
@@ -14,9 +15,12 @@ import io
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tramoe_ros.sim.visual_lod import SimplificationReport
 
 # The project's view names -> robosuite camera names.
 CAMERA_NAMES = {"agentview": "agentview", "eye_in_hand": "robot0_eye_in_hand"}
@@ -103,11 +107,21 @@ class LiberoEnv:
             (the env's own reset sampler), reproducibly from `init_state_seed`. More varied demonstrations than the
             50 fixed states, without touching the fixed states evaluation uses.
         init_state_seed: seed of the sampled initial states (one stream per task index).
+        max_visual_faces: simplify every visual-only mesh (one no geom collides with) of more than this many
+            triangles to at most this many (`visual_lod.simplify_visual_meshes`, ~2-3 s when the env is made);
+            None (the default) keeps LIBERO's meshes. A llvmpipe frame costs time in proportion to its triangles
+            (libero_object: ~309k per camera). At 2000, both 128x128 cameras with depth render in ~14 instead of
+            ~69 ms in libero_object and ~40 instead of ~146 ms in libero_spatial (reflections on); images differ
+            by ~0.8-1.2 grey levels of 255 on average in libero_spatial and ~2.3-2.4 in libero_object, most of it
+            the woven basket, whose fine geometry carries its texture. At 4000: ~21 and ~55 ms, 0.6-0.8 and
+            1.7-2.0 grey levels. Physics is unchanged (colliding meshes are never touched); data and evaluation
+            must use the same setting.
 
     Attributes:
         suite, task_index, task_name, instruction, views, camera_size, max_steps, num_init_states (fixed +
         sampled), num_fixed_init_states, steps (taken since the last reset), robosuite_env (the underlying
-        robosuite environment), sim (its MjSim), bddl_file.
+        robosuite environment), sim (its MjSim), bddl_file, max_visual_faces, visual_simplification (the
+        `SimplificationReport` of the meshes simplified, None without `max_visual_faces`).
     """
 
     def __init__(
@@ -124,6 +138,7 @@ class LiberoEnv:
         settle_steps: int = SETTLE_STEPS,
         sampled_init_states: int = 0,
         init_state_seed: int = 0,
+        max_visual_faces: int | None = None,
     ) -> None:
         bench = _benchmark(suite)
         if not 0 <= task_index < bench.get_num_tasks():
@@ -143,6 +158,13 @@ class LiberoEnv:
         os.environ.setdefault("MESA_SHADER_CACHE_DIR", os.path.join(tempfile.gettempdir(), "tramoe_mesa_shader_cache"))
         from libero.libero.envs import OffScreenRenderEnv
 
+        if max_visual_faces is not None:
+            from tramoe_ros.sim.visual_lod import MIN_FACES
+
+            if max_visual_faces < MIN_FACES:
+                raise LiberoError(
+                    f"max_visual_faces must be at least {MIN_FACES} (a tetrahedron), got {max_visual_faces}")
+
         task = bench.get_task(task_index)
         self.suite = suite
         self.task_index = task_index
@@ -156,6 +178,8 @@ class LiberoEnv:
         self.reflections = reflections
         self.antialiasing = antialiasing
         self.settle_steps = settle_steps
+        self.max_visual_faces = max_visual_faces
+        self.visual_simplification: SimplificationReport | None = None
         self._init_states = list(bench.get_task_init_states(task_index))
         self.num_fixed_init_states = len(self._init_states)
         self.steps = 0
@@ -175,6 +199,7 @@ class LiberoEnv:
         self._env.seed(0)
         self._env.reset()
         self._configure_renderer()
+        self._simplify_visual_meshes()
         self._apply_render_flags()
         self._init_states += self._sample_init_states(sampled_init_states, init_state_seed)
 
@@ -223,6 +248,25 @@ class LiberoEnv:
         context.gl_ctx.make_current()
         context.con.free()
         context._set_mujoco_context_and_buffers()
+
+    def _simplify_visual_meshes(self) -> None:
+        """Simplify the visual meshes in the model (`max_visual_faces`) and re-upload them to the offscreen render
+        context, which uploaded the originals when it was made; RGB and depth are rendered by that one context.
+        Resets keep the model and the context (soft resets), so this holds for the env's life; a context made
+        later (e.g. by `_configure_renderer`) uploads from the simplified model."""
+        if self.max_visual_faces is None:
+            return
+        import mujoco
+
+        from tramoe_ros.sim.visual_lod import simplify_visual_meshes
+
+        self.visual_simplification = simplify_visual_meshes(self.sim.model._model, self.max_visual_faces)
+        context = self.sim._render_context_offscreen
+        if context is None:
+            return
+        context.gl_ctx.make_current()
+        for mesh in self.visual_simplification.simplified:
+            mujoco.mjr_uploadMesh(self.sim.model._model, context.con, mesh)
 
     def _apply_render_flags(self) -> None:
         if self.reflections:
