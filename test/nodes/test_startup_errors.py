@@ -35,7 +35,10 @@ def cases(tiny_models, corrupt_model, tmp):
         "malformed LIBERO task": ("libero_bridge_node", {"task": "libero_object"},
                                   ["task: must be <suite>/<task index>, e.g. libero_object/0"]),
     } | ({"LIBERO task out of range": ("libero_bridge_node", {"task": "libero_object/99"},
-                                       ["task index 99 is out of range for libero_object"])}
+                                       ["task index 99 is out of range for libero_object"]),
+            "visual meshes simplified below a tetrahedron": ("libero_bridge_node", {"max_visual_faces": 3},
+                                                             ["[libero_bridge_node] cannot start",
+                                                              "max_visual_faces must be at least 4"])}
          if importlib.util.find_spec("libero") else {})
 
 

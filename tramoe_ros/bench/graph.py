@@ -4,11 +4,13 @@
   responder that answers each observation at once with a no-op action (the bridge's own cost: publishing images,
   joint states and status, and the action round trip through DDS). The two alternate in rounds, so load from
   other processes hits both alike; `bridge_overhead_ms_per_step` is the difference of their medians.
+  Both use the sim graph's `max_visual_faces` (config/sim.yaml).
 - `bridge_realtime_*`: the bridge alone in real time at LIBERO's 20 Hz, answered at once, with the cameras rendered
-  every step and at a lower camera rate (`camera_rate_hz`): the simulation step rate it keeps.
-- `render_*`: LiberoEnv's step time with each rendering option (multisample anti-aliasing, reflections), in
-  alternating rounds, and how far its images are from LIBERO's look (both on): mean absolute difference in grey
-  levels over both views.
+  every step (with the config's simplified visual meshes and with LIBERO's full ones) and at a lower camera rate
+  (`camera_rate_hz`): the simulation step rate it keeps.
+- `render_*`: LiberoEnv's step time with each rendering option (multisample anti-aliasing, reflections, simplified
+  visual meshes), in alternating rounds, and how far its images are from LIBERO's look (anti-aliasing and
+  reflections on, full meshes): mean absolute difference in grey levels over both views.
 - `graph_*`: the whole sim graph in real time (bridge at its control rate, track, policy and arm nodes, in one
   process as `tramoe-up sim` runs it): camera->action latency p50/p95 (receive time of each action minus the
   stamp of the images it came from), its parts, the achieved control rate and the simulation's step rate.
@@ -102,13 +104,21 @@ def _bridge_alone(task: str, mode: str, max_steps: int, **overrides) -> list[Res
     return _with_bridge_overrides([n for n in nodes if n.name == "libero_bridge_node"], **overrides)
 
 
+def _bridge_config() -> dict:
+    """The LIBERO bridge's parameters in the sim graph's config (config/sim.yaml)."""
+    params = yaml.safe_load(config_path("sim.yaml").read_text())
+    return params["libero_bridge_node"]["ros__parameters"]
+
+
 def _env_and_bridge(task: str, steps: int, reflections: bool, views: tuple[str, ...]) -> dict:
     """Median milliseconds per step of the env stepped directly and of the bridge, in alternating rounds."""
     suite, _, index = task.partition("/")
     per_round = max(1, steps // ROUNDS)
     bridge_nodes = _bridge_alone(task, "lockstep", per_round * ROUNDS + 1, reflections=reflections, views=list(views))
+    max_faces = _bridge_config()["max_visual_faces"] or None
     env_ms, bridge_ms = [], []
-    with LiberoEnv(suite, int(index), views=views, reflections=reflections, max_steps=steps + 2) as env, \
+    with LiberoEnv(suite, int(index), views=views, reflections=reflections, max_steps=steps + 2,
+                   max_visual_faces=max_faces) as env, \
             BackgroundGraph(bridge_nodes, extra_nodes=lambda ctx: [GraphProbe(context=ctx),
                                                                    BudgetResponder(context=ctx)]) as graph:
         env.reset(0)
@@ -137,11 +147,14 @@ def _env_and_bridge(task: str, steps: int, reflections: bool, views: tuple[str, 
 def _realtime_bridge(task: str, steps: int, reflections: bool, views: tuple[str, ...],
                      camera_rates_hz: tuple[float, ...]) -> dict:
     """The bridge alone in real time at its control rate (a zero-latency responder answers every observation),
-    with the cameras rendered every step and at each of `camera_rates_hz`: the simulation steps it achieves."""
-    out = {}
-    for rate in (0.0, *camera_rates_hz):
+    with the cameras rendered every step (with the config's visual meshes and with LIBERO's full ones) and at each
+    of `camera_rates_hz`: the simulation steps it achieves."""
+    out = {"bridge_max_visual_faces": _bridge_config()["max_visual_faces"]}
+    runs = [("every_step_full_meshes", 0.0, {"max_visual_faces": 0}), ("every_step", 0.0, {})]
+    runs += [(f"{rate:g}hz", rate, {}) for rate in camera_rates_hz]
+    for cameras, rate, meshes in runs:
         nodes = _bridge_alone(task, "realtime", steps, reflections=reflections, views=list(views),
-                              camera_rate_hz=rate)
+                              camera_rate_hz=rate, **meshes)
         with BackgroundGraph(nodes, extra_nodes=lambda ctx: [GraphProbe(context=ctx),
                                                              BudgetResponder(context=ctx)]) as graph:
             graph.node("budget_responder").allow(steps + 1)
@@ -149,23 +162,26 @@ def _realtime_bridge(task: str, steps: int, reflections: bool, views: tuple[str,
             if not probe.episode_done.wait(STARTUP_BUDGET_S + STEP_BUDGET_S * steps):
                 raise RuntimeError(f"the real-time bridge did not finish {steps} steps in time")
             sim_rate = probe.summary()["sim_rate_hz"]
-        cameras = "every_step" if rate == 0 else f"{rate:g}hz"
         out[f"bridge_realtime_cameras_{cameras}_sim_rate_hz"] = sim_rate
     return out
 
 
-RENDER_OPTIONS = ((False, True), (True, True), (False, False), (True, False))  # (antialiasing, reflections)
-
-
 def _render_options(task: str, steps: int, views: tuple[str, ...]) -> dict:
-    """Median ms per env step and image difference from LIBERO's look for each rendering option."""
+    """Median ms per env step and image difference from LIBERO's look for each rendering option: anti-aliasing and
+    reflections on and off, and the sim graph's simplified visual meshes (LIBERO's look: the first two on)."""
     suite, _, index = task.partition("/")
     per_round = max(1, steps // ROUNDS)
-    envs = [LiberoEnv(suite, int(index), views=views, antialiasing=aa, reflections=refl, max_steps=steps + 2)
-            for aa, refl in RENDER_OPTIONS]
+    max_faces = _bridge_config()["max_visual_faces"]
+    options = {f"render_aa_{'on' if aa else 'off'}_reflections_{'on' if refl else 'off'}":
+               dict(antialiasing=aa, reflections=refl) for aa, refl in ((False, True), (True, True), (False, False),
+                                                                        (True, False))}
+    if max_faces:
+        options[f"render_aa_off_reflections_on_meshes_{max_faces}"] = dict(antialiasing=False, reflections=True,
+                                                                           max_visual_faces=max_faces)
+    envs = [LiberoEnv(suite, int(index), views=views, max_steps=steps + 2, **kwargs) for kwargs in options.values()]
     try:
         first = [env.reset(0) for env in envs]
-        reference = first[RENDER_OPTIONS.index((True, True))]
+        reference = first[list(options).index("render_aa_on_reflections_on")]
         times: list[list[float]] = [[] for _ in envs]
         for _ in range(ROUNDS):
             for env, ms in zip(envs, times):
@@ -177,8 +193,7 @@ def _render_options(task: str, steps: int, views: tuple[str, ...]) -> dict:
         for env in envs:
             env.close()
     out = {}
-    for (aa, refl), obs, ms in zip(RENDER_OPTIONS, first, times):
-        name = f"render_aa_{'on' if aa else 'off'}_reflections_{'on' if refl else 'off'}"
+    for name, obs, ms in zip(options, first, times):
         diff = np.mean([np.abs(obs.images[v].astype(np.int16) - reference.images[v]).mean() for v in views])
         out[f"{name}_ms_per_step"] = round(statistics.median(ms), 1)
         out[f"{name}_diff_from_libero"] = round(float(diff), 2)
@@ -195,8 +210,7 @@ def _realtime_graph(task: str, steps: int, reflections: bool, views: tuple[str, 
         if not probe.episode_done.wait(STARTUP_BUDGET_S + STEP_BUDGET_S * steps):
             raise RuntimeError(f"the graph did not finish {steps} steps in time")
         result = probe.summary()
-    params = yaml.safe_load(Path(nodes[0].params_file).read_text())
-    bridge = params["libero_bridge_node"]["ros__parameters"]
+    bridge = _bridge_config()
     out = {"graph_target_rate_hz": bridge["control_rate_hz"], "graph_camera_rate_hz": bridge["camera_rate_hz"]}
     for key in ("control_rate_hz", "sim_rate_hz", "latency_ms_p50", "latency_ms_p95", "latency_ms_max",
                 "tracks_latency_ms_p50", "policy_inference_ms_p50", "actions"):

@@ -60,6 +60,9 @@ PARAMS = [
     Param("reflections", True, "render reflections as LIBERO's datasets do; false renders faster"),
     Param("antialiasing", False, "4x multisampling as LIBERO's datasets; off (as the shipped models' data) is "
                                  "~40% faster"),
+    Param("max_visual_faces", 0, "simplify every visual-only mesh to at most this many triangles (0: LIBERO's "
+                                  "meshes); rendering costs time in proportion to triangles on a CPU",
+          non_negative),
     Param("mode", "realtime", "realtime: step at control_rate_hz; lockstep: one step per action (deterministic)",
           one_of("realtime", "lockstep")),
     Param("control_rate_hz", 20.0, "realtime stepping rate (LIBERO's control rate is 20 Hz)", positive),
@@ -87,7 +90,8 @@ class LiberoBridgeNode(Node):
             self.env = self._sim(LiberoEnv, suite, int(index), views=self.params["views"],
                                  camera_size=self.params["camera_size"], max_steps=self.params["max_steps"],
                                  reflections=self.params["reflections"],
-                                 antialiasing=self.params["antialiasing"])
+                                 antialiasing=self.params["antialiasing"],
+                                 max_visual_faces=self.params["max_visual_faces"] or None)
         except LiberoError as e:
             self._sim_thread.shutdown()
             raise NodeStartupError(str(e)) from None
