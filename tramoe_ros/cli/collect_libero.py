@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="render with 4x multisampling like LIBERO's datasets (slower); evaluate with the same")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the track point sampling and of the sampled initial states")
+    parser.add_argument("--action-noise", type=float, default=0.0,
+                        help="perturbed demonstrations: execute the expert's actions with correlated position "
+                             "noise of this standard deviation (action units, 1 = a 5 cm step) and record the "
+                             "expert's own actions, its corrections (DART); default 0")
     parser.add_argument("--dry-run", action="store_true",
                         help="only measure the expert's success: no cameras, nothing written but the report")
     args = parser.parse_args(argv)
@@ -95,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             raise LiberoError("--max-attempts must be at least 1")
         if args.sampled_init_states < 0:
             raise LiberoError("--sampled-init-states must be at least 0")
+        if not 0 <= args.action_noise <= 1:
+            raise LiberoError(f"--action-noise must be in [0, 1] (action units), got {args.action_noise}")
         if args.episodes < 1 or args.points < 0 or args.grid < 0 or args.points + args.grid == 0:
             raise LiberoError("need --episodes >= 1, --points >= 0, --grid >= 0 and some points to track")
     except LiberoError as e:
@@ -121,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                     max_steps=settings["max_steps"], reflections=not args.no_reflections,
                     antialiasing=args.antialiasing, seed=args.seed,
                     dry_run=args.dry_run, max_attempts=args.max_attempts, init_states=args.init_states,
-                    sampled_init_states=args.sampled_init_states, on_attempt=on_attempt,
+                    sampled_init_states=args.sampled_init_states, action_noise=args.action_noise,
+                    on_attempt=on_attempt,
                 )
                 # Episodes a task could not deliver are taken off the bar's total so it ends full.
                 progress.total -= args.episodes - report.successes

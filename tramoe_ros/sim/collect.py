@@ -57,10 +57,13 @@ def run_episode(
     with_actions: bool = True,
     max_steps: int | None = None,
     seed: int = 0,
+    action_noise: float = 0.0,
 ) -> tuple[Episode | None, bool, int]:
     """Run the expert from one initial state while recording frames, tracks, actions and proprioception.
 
-    `env` must render depth (``LiberoEnv(..., depth=True)``) for the track visibility.
+    `env` must render depth (``LiberoEnv(..., depth=True)``) for the track visibility. With `action_noise` the
+    env executes perturbed actions and the episode records the expert's (`expert.PositionNoise`), seeded by
+    `seed`.
     Returns:
         (episode or None when the task was not solved, success, steps taken)
     """
@@ -68,7 +71,9 @@ def run_episode(
     frames: list[LiberoObservation] = []
     actions: list[np.ndarray] = []
     success = False
-    for obs, action, next_obs, success in expert_rollout(env, init_state_index, max_steps, on_start=recorder.start):
+    for obs, action, next_obs, success in expert_rollout(env, init_state_index, max_steps, on_start=recorder.start,
+                                                         action_noise=action_noise,
+                                                         noise_seed=seed):
         frames.append(obs)
         actions.append(action)
         if not success:  # the observation after the final action is not part of the episode
@@ -130,6 +135,7 @@ def collect_task(
     max_attempts: int | None = None,
     init_states: Sequence[int] | None = None,
     sampled_init_states: int = 0,
+    action_noise: float = 0.0,
     on_attempt: Callable[[bool], None] | None = None,
 ) -> TaskReport:
     """Try the task's initial states in order until `episodes` succeed or all (at most `max_attempts`) have been
@@ -139,6 +145,8 @@ def collect_task(
         demonstrations for held-out evaluation.
     sampled_init_states: initial states sampled after the task's fixed ones (`LiberoEnv`), indices 50.. for
         LIBERO's 50 fixed states.
+    action_noise: perturbed demonstrations (`expert.PositionNoise`): the arm is pushed off the expert's path and
+        the recorded actions are the expert's corrections.
 
     dry_run: run the expert without cameras and write nothing (measures its success rate ~10x faster).
     on_attempt: called with each attempt's success (for progress bars).
@@ -177,11 +185,12 @@ def collect_task(
                     on_attempt(True)
                 continue
             if dry_run:
-                success, length = run_expert_episode(env, init_state_index)
+                success, length = run_expert_episode(env, init_state_index, action_noise=action_noise,
+                                                     noise_seed=seed + init_state_index)
             else:
                 episode, success, length = run_episode(
                     env, init_state_index, num_points=num_points, grid_size=grid_size, with_actions=with_actions,
-                    seed=seed + init_state_index,
+                    seed=seed + init_state_index, action_noise=action_noise,
                 )
             if success:
                 if not dry_run:
