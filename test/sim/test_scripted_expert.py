@@ -80,6 +80,53 @@ def test_perturbed_demonstrations_record_the_experts_corrections():
     assert np.abs(actions[:n, :3] - np.array([a for _, a in clean[:n]])[:, :3]).mean() > 0.05
 
 
+class RisingLearner:
+    """A learner that always asks to rise with the gripper open; counts what it is shown."""
+
+    UP = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0])
+
+    def __init__(self):
+        self.resets, self.seen = 0, []
+
+    def reset(self):
+        self.resets += 1
+
+    def act(self, obs):
+        self.seen.append(obs.eef_pos.copy())
+        return self.UP
+
+
+def test_dagger_rollout_executes_the_learner_and_records_the_experts_answers():
+    learner = RisingLearner()
+    with LiberoEnv("libero_object", 0, views=()) as env:
+        executed, step = [], env.step
+        env.step = lambda action, **kwargs: executed.append(action.copy()) or step(action, **kwargs)
+        steps = list(expert_rollout(env, 0, max_steps=40, learner=learner, learner_share=1.0))
+        assert len(steps) == 40 and learner.resets == 1
+        # The learner saw every observation, in order, and its action is the one the env ran each time.
+        np.testing.assert_array_equal(np.array(learner.seen), np.array([obs.eef_pos for obs, _, _, _ in steps]))
+        np.testing.assert_array_equal(np.array(executed), np.broadcast_to(RisingLearner.UP, (40, 7)))
+        # The arm rose; what is recorded is the expert pulling it back down towards the can.
+        eef = np.array([obs.eef_pos for obs, _, _, _ in steps])
+        assert eef[-1, 2] - eef[0, 2] > 0.1
+        assert np.array([action for _, action, _, _ in steps])[-10:, 2].max() < -0.5
+
+        executed.clear()
+        learner = RisingLearner()
+        steps = list(expert_rollout(env, 0, max_steps=60, learner=learner, learner_share=0.5, noise_seed=4))
+        from_learner = np.all(np.array(executed) == RisingLearner.UP, axis=1)
+        assert len(learner.seen) == len(steps) == 60
+        assert 0.25 < from_learner.mean() < 0.75
+        # The same seed draws the same takeovers.
+        executed.clear()
+        list(expert_rollout(env, 0, max_steps=60, learner=RisingLearner(), learner_share=0.5, noise_seed=4))
+        np.testing.assert_array_equal(np.all(np.array(executed) == RisingLearner.UP, axis=1), from_learner)
+        with pytest.raises(ValueError, match="learner share must be in"):
+            next(expert_rollout(env, 0, learner=learner, learner_share=1.5))
+        with pytest.raises(ValueError, match="needs a learner"):
+            next(expert_rollout(env, 0, learner_share=0.5))
+
+
 def test_articulated_goals_are_reported_unsupported():
     with LiberoEnv("libero_goal", 0, views=()) as env:  # "open the middle drawer of the cabinet"
         with pytest.raises(ExpertUnsupported, match="open"):

@@ -4,6 +4,8 @@
     tramoe-collect-libero --suite libero_object --tasks 0 --episodes 100 --init-states 0-29,50-119 \
         --sampled-init-states 70 --out data/libero/libero_object
     tramoe-collect-libero --suite libero_90 --tasks 0-89 --episodes 20 --no-actions --out data/libero/libero_90
+    tramoe-collect-libero --suite libero_object --tasks 0 --episodes 30 --init-states 0-29 \
+        --policy runs/policy/last.safetensors --policy-share 0.5 --out data/libero/libero_object_dagger1
 
 Keeps only successful episodes, prints a per-task success report and writes it to <out>/collect_report.json.
 With --dry-run the expert runs without cameras and only the report is written (its success rate, fast):
@@ -77,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="perturbed demonstrations: execute the expert's actions with correlated position "
                              "noise of this standard deviation (action units, 1 = a 5 cm step) and record the "
                              "expert's own actions, its corrections (DART); default 0")
+    parser.add_argument("--policy", default=None,
+                        help="DAgger: a policy checkpoint acting in the loop; the env executes its action on "
+                             "--policy-share of the steps and the episodes record the expert's actions")
+    parser.add_argument("--track-model", default=None,
+                        help="track model for --policy (default: the one the policy checkpoint names)")
+    parser.add_argument("--policy-share", type=float, default=0.5,
+                        help="fraction of the steps on which --policy's action is executed (default 0.5)")
     parser.add_argument("--dry-run", action="store_true",
                         help="only measure the expert's success: no cameras, nothing written but the report")
     args = parser.parse_args(argv)
@@ -88,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tramoe_ros.sim.collect import collect_task, format_report, write_report
     from tramoe_ros.sim.libero_env import EVAL_MAX_STEPS, LiberoError, num_tasks
+    from tramoe_ros.training.checkpoint import CheckpointError
 
     try:
         total_tasks = num_tasks(args.suite)
@@ -101,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             raise LiberoError("--sampled-init-states must be at least 0")
         if not 0 <= args.action_noise <= 1:
             raise LiberoError(f"--action-noise must be in [0, 1] (action units), got {args.action_noise}")
+        if not 0 <= args.policy_share <= 1:
+            raise LiberoError(f"--policy-share must be in [0, 1], got {args.policy_share}")
+        if args.policy is not None and args.dry_run:
+            raise LiberoError("--policy needs the cameras a --dry-run leaves off")
         if args.episodes < 1 or args.points < 0 or args.grid < 0 or args.points + args.grid == 0:
             raise LiberoError("need --episodes >= 1, --points >= 0, --grid >= 0 and some points to track")
     except LiberoError as e:
@@ -128,14 +142,15 @@ def main(argv: list[str] | None = None) -> int:
                     antialiasing=args.antialiasing, seed=args.seed,
                     dry_run=args.dry_run, max_attempts=args.max_attempts, init_states=args.init_states,
                     sampled_init_states=args.sampled_init_states, action_noise=args.action_noise,
-                    on_attempt=on_attempt,
+                    learner_policy=args.policy, learner_track_model=args.track_model,
+                    learner_share=args.policy_share, on_attempt=on_attempt,
                 )
                 # Episodes a task could not deliver are taken off the bar's total so it ends full.
                 progress.total -= args.episodes - report.successes
                 progress.refresh()
                 reports.append(report)
                 write_report(args.out, reports, settings)
-    except LiberoError as e:  # e.g. --init-states beyond the task's states
+    except (LiberoError, CheckpointError, ValueError) as e:  # e.g. --init-states beyond the task's states
         print(f"tramoe-collect-libero: error: {e}", file=sys.stderr)
         return 2
     print(format_report(reports))

@@ -18,7 +18,7 @@ import numpy as np
 
 from tramoe_ros.data.episode import Episode, EpisodeFile, ViewData, episode_problems, write_episode
 from tramoe_ros.labeling.sim_tracks import SimTrackRecorder
-from tramoe_ros.sim.expert import ExpertUnsupported, ScriptedExpert, expert_rollout, run_expert_episode
+from tramoe_ros.sim.expert import ExpertUnsupported, Learner, ScriptedExpert, expert_rollout, run_expert_episode
 from tramoe_ros.sim.libero_env import DEFAULT_VIEWS, EVAL_MAX_STEPS, LiberoEnv, LiberoError, LiberoObservation
 
 REPORT_NAME = "collect_report.json"
@@ -58,12 +58,15 @@ def run_episode(
     max_steps: int | None = None,
     seed: int = 0,
     action_noise: float = 0.0,
+    learner: Learner | None = None,
+    learner_share: float = 0.0,
 ) -> tuple[Episode | None, bool, int]:
     """Run the expert from one initial state while recording frames, tracks, actions and proprioception.
 
     `env` must render depth (``LiberoEnv(..., depth=True)``) for the track visibility. With `action_noise` the
     env executes perturbed actions and the episode records the expert's (`expert.PositionNoise`), seeded by
-    `seed`.
+    `seed`; with a `learner` it executes the learner's action on a `learner_share` of the steps and records the
+    expert's (DAgger, `expert.expert_rollout`).
     Returns:
         (episode or None when the task was not solved, success, steps taken)
     """
@@ -72,8 +75,8 @@ def run_episode(
     actions: list[np.ndarray] = []
     success = False
     for obs, action, next_obs, success in expert_rollout(env, init_state_index, max_steps, on_start=recorder.start,
-                                                         action_noise=action_noise,
-                                                         noise_seed=seed):
+                                                         action_noise=action_noise, noise_seed=seed,
+                                                         learner=learner, learner_share=learner_share):
         frames.append(obs)
         actions.append(action)
         if not success:  # the observation after the final action is not part of the episode
@@ -136,6 +139,9 @@ def collect_task(
     init_states: Sequence[int] | None = None,
     sampled_init_states: int = 0,
     action_noise: float = 0.0,
+    learner_policy: str | Path | None = None,
+    learner_track_model: str | Path | None = None,
+    learner_share: float = 0.5,
     on_attempt: Callable[[bool], None] | None = None,
 ) -> TaskReport:
     """Try the task's initial states in order until `episodes` succeed or all (at most `max_attempts`) have been
@@ -147,6 +153,9 @@ def collect_task(
         LIBERO's 50 fixed states.
     action_noise: perturbed demonstrations (`expert.PositionNoise`): the arm is pushed off the expert's path and
         the recorded actions are the expert's corrections.
+    learner_policy: DAgger: a policy checkpoint (with `learner_track_model`, default the one it names) whose
+        action the env executes on a `learner_share` of the steps; the recorded actions are the expert's answers
+        to the states the policy leads to (`expert.expert_rollout`).
 
     dry_run: run the expert without cameras and write nothing (measures its success rate ~10x faster).
     on_attempt: called with each attempt's success (for progress bars).
@@ -155,6 +164,8 @@ def collect_task(
     again, so an interrupted collection continues where it stopped.
     """
     started = time.perf_counter()
+    if learner_policy is not None and dry_run:
+        raise LiberoError("a dry run renders no cameras, so a policy in the loop cannot run")
     env = LiberoEnv(suite, task_index, views=() if dry_run else DEFAULT_VIEWS, camera_size=camera_size,
                     max_steps=max_steps, depth=not dry_run, reflections=reflections, antialiasing=antialiasing,
                     sampled_init_states=sampled_init_states, init_state_seed=seed)
@@ -171,6 +182,7 @@ def collect_task(
             ScriptedExpert(env)  # checks the goal is one the expert handles
         except ExpertUnsupported as e:
             note = str(e)
+        learner = None if learner_policy is None else _policy_learner(learner_policy, learner_track_model, env)
         budget = 0 if note else min(len(candidates), max_attempts or len(candidates))
         for init_state_index in candidates[:budget]:
             if len(steps) >= episodes:
@@ -190,7 +202,8 @@ def collect_task(
             else:
                 episode, success, length = run_episode(
                     env, init_state_index, num_points=num_points, grid_size=grid_size, with_actions=with_actions,
-                    seed=seed + init_state_index, action_noise=action_noise,
+                    seed=seed + init_state_index, action_noise=action_noise, learner=learner,
+                    learner_share=learner_share if learner is not None else 0.0,
                 )
             if success:
                 if not dry_run:
@@ -205,6 +218,19 @@ def collect_task(
         )
     finally:
         env.close()
+
+
+def _policy_learner(policy: str | Path, track_model: str | Path | None, env: LiberoEnv) -> Learner:
+    """A `PolicyActor` on `env`'s task, checked against the cameras the collection renders."""
+    from tramoe_ros.models.runner import PolicyRunner
+    from tramoe_ros.sim.policy_actor import PolicyActor
+
+    runner = PolicyRunner.from_checkpoints(policy, track_model)
+    missing = [view for view in runner.cfg.views if view not in DEFAULT_VIEWS]
+    if missing or runner.cfg.image_size != env.camera_size:
+        raise LiberoError(f"{policy} takes views {runner.cfg.views} at {runner.cfg.image_size} px; the collection "
+                          f"renders {list(DEFAULT_VIEWS)} at {env.camera_size} px")
+    return PolicyActor(runner, env.instruction)
 
 
 def write_report(out_dir: str | Path, reports: Sequence[TaskReport], settings: dict) -> Path:

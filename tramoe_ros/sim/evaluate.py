@@ -85,15 +85,11 @@ class _Worker:
 
     def __init__(self, settings: EvalSettings) -> None:
         from tramoe_ros.models.runner import PolicyRunner
+        from tramoe_ros.sim.policy_actor import check_track_model
 
         self.settings = settings
         self.runner = PolicyRunner.from_checkpoints(settings.policy, settings.track_model)
-        if self.runner.predictor is None:
-            raise ValueError(f"{settings.policy} names no track model; pass one (--track-model)")
-        image_size = self.runner.cfg.image_size
-        if self.runner.predictor.cfg.image_size != image_size:
-            raise ValueError(f"the track model takes {self.runner.predictor.cfg.image_size} px images, the policy "
-                             f"{image_size} px: they must match")
+        check_track_model(self.runner)
         self.env: LiberoEnv | None = None
 
     def _env(self, suite: str, task_index: int) -> LiberoEnv:
@@ -105,22 +101,21 @@ class _Worker:
         return self.env
 
     def run(self, job: EvalJob) -> EpisodeResult:
+        from tramoe_ros.sim.policy_actor import PolicyActor
         from tramoe_ros.viz import draw_tracks, write_animation
 
         started = time.perf_counter()
         env = self._env(job.suite, job.task_index)
+        actor = PolicyActor(self.runner, env.instruction)
         obs = env.reset(job.init_state)
-        self.runner.reset()
+        actor.reset()
         frames: list[np.ndarray] = []
         success = done = False
         while not done:
-            tracks = self.runner.predict_tracks(obs.images, env.instruction)
+            action = actor.act(obs)
             if job.video:
-                frames.append(np.concatenate(
-                    [draw_tracks(obs.images[v], tracks[v], scale=VIDEO_SCALE) for v in self.runner.cfg.views], axis=1))
-            action = self.runner.step(obs.images, {"joint_states": obs.joint_states,
-                                                   "gripper_states": obs.gripper_states},
-                                      env.instruction, tracks=tracks)
+                frames.append(np.concatenate([draw_tracks(obs.images[v], actor.last_tracks[v], scale=VIDEO_SCALE)
+                                              for v in self.runner.cfg.views], axis=1))
             obs, success, done = env.step(action)
         video = None
         if job.video:

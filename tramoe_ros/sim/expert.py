@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import mujoco
 import numpy as np
@@ -511,9 +512,21 @@ class PositionNoise:
         return executed
 
 
+class Learner(Protocol):
+    """A policy acting in the loop of an expert rollout (DAgger): it sees every observation of the episode, in
+    order, whether or not its action is the one executed."""
+
+    def reset(self) -> None:
+        """Start a new episode."""
+
+    def act(self, obs: LiberoObservation) -> np.ndarray:
+        """(7,) action in [-1, 1] for `obs`."""
+
+
 def expert_rollout(env: LiberoEnv, init_state_index: int, max_steps: int | None = None,
                    on_start: Callable[[LiberoObservation], None] | None = None, action_noise: float = 0.0,
-                   noise_seed: int = 0) -> Iterator[tuple[LiberoObservation, np.ndarray, LiberoObservation, bool]]:
+                   noise_seed: int = 0, learner: Learner | None = None, learner_share: float = 0.0
+                   ) -> Iterator[tuple[LiberoObservation, np.ndarray, LiberoObservation, bool]]:
     """Reset `env` to `init_state_index` and let the expert act until success, failure or the step budget
     (default `env.max_steps`).
 
@@ -521,16 +534,28 @@ def expert_rollout(env: LiberoEnv, init_state_index: int, max_steps: int | None 
         action), e.g. to anchor ground-truth track points on the bodies where they are in that first frame.
     action_noise: with > 0, the env executes the expert's action with `PositionNoise` of this scale added
         (seeded by `noise_seed`); the yielded action stays the expert's.
+    learner, learner_share: DAgger (Ross et al. 2011): on each step, with probability `learner_share` (drawn with
+        `noise_seed`), the env executes the learner's action instead; the yielded action stays the expert's, its
+        answer to the states the learner leads to. The learner is asked on every step, so a frame-stacked policy
+        sees the whole episode.
     Yields:
         (observation acted on, the expert's action, next observation, success after the action), one per step
     """
+    if not 0.0 <= learner_share <= 1.0:
+        raise ValueError(f"learner share must be in [0, 1], got {learner_share}")
+    if learner_share > 0 and learner is None:
+        raise ValueError("a learner share > 0 needs a learner")
     budget = max_steps if max_steps is not None else env.max_steps
     noise = PositionNoise(action_noise, noise_seed)
+    # Its own stream, so the noise of a perturbed run does not change with the learner share.
+    takeover = np.random.default_rng([noise_seed, 1])
     obs = env.reset(init_state_index)
     if on_start is not None:
         on_start(obs)
     expert = ScriptedExpert(env)
     expert.reset(obs)
+    if learner is not None:
+        learner.reset()
     for _ in range(budget):
         try:
             action = expert.act(obs)
@@ -538,7 +563,12 @@ def expert_rollout(env: LiberoEnv, init_state_index: int, max_steps: int | None 
             return
         if expert.done:
             return
-        next_obs, success, _ = env.step(noise.perturb(action))
+        executed = noise.perturb(action)
+        if learner is not None:
+            learner_action = learner.act(obs)
+            if takeover.random() < learner_share:
+                executed = np.asarray(learner_action, dtype=np.float64)
+        next_obs, success, _ = env.step(executed)
         yield obs, action, next_obs, success
         if success:
             return
@@ -547,7 +577,8 @@ def expert_rollout(env: LiberoEnv, init_state_index: int, max_steps: int | None 
 
 def run_expert_episode(env: LiberoEnv, init_state_index: int, *, max_steps: int | None = None,
                        action_noise: float = 0.0, noise_seed: int = 0) -> tuple[bool, int]:
-    """Run `expert_rollout` without recording (`action_noise`, `noise_seed` as there).
+    """Run `expert_rollout` without recording (`action_noise`, `noise_seed` as there; no learner: it would need
+    the cameras a dry run leaves off).
 
     Returns:
         (success, steps taken)

@@ -1,0 +1,42 @@
+"""`PolicyActor`: the trajectory-guided policy acting on LIBERO observations, through `PolicyRunner` (the inference
+path of the ROS policy node). Closed-loop evaluation runs it, and DAgger collection puts it in the expert's loop
+(`expert.Learner`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from tramoe_ros.models.runner import PolicyRunner
+from tramoe_ros.sim.libero_env import LiberoObservation
+
+
+def check_track_model(runner: PolicyRunner) -> None:
+    """Raise ValueError unless the runner has a track model that takes the policy's images."""
+    if runner.predictor is None:
+        raise ValueError("the policy names no track model; pass one (--track-model)")
+    if runner.predictor.cfg.image_size != runner.cfg.image_size:
+        raise ValueError(f"the track model takes {runner.predictor.cfg.image_size} px images, the policy "
+                         f"{runner.cfg.image_size} px: they must match")
+
+
+class PolicyActor:
+    """One task's closed-loop policy: the runner's own track model predicts the grid tracks of every frame.
+
+    last_tracks: {view: (H, K, 2)} the tracks the last action was conditioned on (for overlays), None before the
+    first action of an episode.
+    """
+
+    def __init__(self, runner: PolicyRunner, instruction: str):
+        check_track_model(runner)
+        self.runner = runner
+        self.instruction = instruction
+        self.last_tracks: dict[str, np.ndarray] | None = None
+
+    def reset(self) -> None:
+        self.runner.reset()
+        self.last_tracks = None
+
+    def act(self, obs: LiberoObservation) -> np.ndarray:
+        """(action_dim,) float32 in [-1, 1] for `obs`."""
+        self.last_tracks = self.runner.predict_tracks(obs.images, self.instruction)
+        return self.runner.step(obs.images, {"joint_states": obs.joint_states, "gripper_states": obs.gripper_states},
+                                self.instruction, tracks=self.last_tracks)
