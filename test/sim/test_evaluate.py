@@ -2,6 +2,8 @@
 a video with tracks drawn, and the same results with two worker processes as with one."""
 import csv
 import json
+import multiprocessing
+import time
 
 import pytest
 
@@ -61,6 +63,23 @@ def test_two_workers_give_the_results_of_one(models, tmp_path):
     two = sorted(run_jobs(jobs, settings, workers=2), key=lambda r: r.init_state)
     assert [(r.init_state, r.steps, r.success) for r in one] == [(r.init_state, r.steps, r.success) for r in two]
     assert len(one) == 2
+
+
+def test_stopping_a_parallel_evaluation_drops_its_queued_episodes(models, tmp_path):
+    track, policy = models
+    settings = EvalSettings(policy=str(policy), track_model=str(track), max_steps=60, out_dir=str(tmp_path))
+    jobs = make_jobs("libero_object", [0], list(range(10)), videos_per_task=10)  # every episode writes a video
+    results = run_jobs(jobs, settings, workers=2)
+    next(results)
+    results.close()  # what Ctrl-C or an error in the caller does to the generator
+    deadline = time.monotonic() + 120
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not multiprocessing.active_children(), "the workers outlived the evaluation"
+    written = list((tmp_path / "videos").rglob("*.mp4"))
+    # The first result, the episodes running when it was closed (one per worker) and those the executor had already
+    # handed to its call queue (workers + 1): not the whole queue.
+    assert 1 <= len(written) <= 2 + 2 * 2 < len(jobs)
 
 
 def test_bad_inputs_are_named(models, tmp_path, capsys):

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -191,10 +191,22 @@ def run_jobs(jobs: Sequence[EvalJob], settings: EvalSettings, workers: int = 1) 
     _Worker(settings).close()
     # spawn: a forked child would inherit the parent's GL and torch thread state.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings,)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings,))
+    futures: list[Future] = []
+    try:
         futures = [pool.submit(_run_in_worker, job) for job in jobs]
         for future in as_completed(futures):
             yield future.result()
+    except BaseException:
+        # Ctrl-C, a failed episode or a caller that stops reading: drop the queued episodes, which the executor's
+        # own exit (shutdown with wait) would first run, minutes each; only those already handed to a worker finish.
+        # The futures are cancelled here because shutdown(cancel_futures=True) does it in the executor's manager
+        # thread, which skips it once this generator's frame, and with it the executor, is gone.
+        for future in futures:
+            future.cancel()
+        pool.shutdown(wait=False)
+        raise
+    pool.shutdown(wait=True)
 
 
 def summarise(suite: str, results: Sequence[EpisodeResult], trials_per_task: int) -> SuiteSummary:
