@@ -189,6 +189,9 @@ class TrainConfig:
     save_every: int = 10  # epochs
     max_steps_per_epoch: int = 0  # 0 = full epoch; >0 caps steps (smoke runs)
     resume: str = ""  # a run directory or checkpoint to resume from (written with any number of processes)
+    # A checkpoint whose weights start a new run with a fresh optimiser and schedule (fine-tuning, e.g. a DAgger
+    # round on aggregated data); the architecture must match. A resumed run takes its own weights instead.
+    init_weights: str = ""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

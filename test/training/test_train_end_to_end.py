@@ -11,6 +11,7 @@ from tramoe_ros.data.episode import EpisodeFile
 from tramoe_ros.data.sampling import sample_double_grid
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.models.runner import PolicyRunner
+from tramoe_ros.training.checkpoint import load_checkpoint
 from tramoe_ros.training.policy import predict_episode_tracks
 from tramoe_ros.training.tracks import TrackTrainingTask
 
@@ -112,6 +113,24 @@ def test_resume_after_a_crash_continues_the_same_run(synthetic_data, tmp_path, m
     a, b = _losses(straight, "total"), _losses(crashed, "total")
     assert len(a) == len(b) == 8
     np.testing.assert_allclose(b, a, rtol=1e-5)
+
+
+def test_a_run_can_start_from_another_runs_weights(track_run, synthetic_data, tmp_path, capsys):
+    plan = ("train.epochs=1", "train.max_steps_per_epoch=2", "optim.lr=0.0")  # lr 0: the weights stay as loaded
+    tuned, fresh = tmp_path / "tuned", tmp_path / "fresh"
+    assert _train_tracks(synthetic_data, tuned, *plan, f"train.init_weights={track_run / 'last.safetensors'}") == 0
+    assert _train_tracks(synthetic_data, fresh, *plan) == 0
+    start = load_checkpoint(track_run / "last.safetensors").state_dict
+    for name, tensor in load_checkpoint(tuned / "last.safetensors").state_dict.items():
+        torch.testing.assert_close(tensor, start[name], msg=name)
+    # A new run (its own step count and schedule) whose losses are the trained model's, not a fresh model's.
+    assert [r["step"] for r in json.loads((tuned / "history.json").read_text())["train"]] == [0, 1]
+    assert _losses(tuned, "track").mean() < 0.7 * _losses(fresh, "track").mean()
+    # Weights of another architecture are refused with a message naming the checkpoint.
+    rc = _train_tracks(synthetic_data, tmp_path / "wider", *plan, "model.dim=48",
+                       f"train.init_weights={track_run / 'last.safetensors'}")
+    assert rc == 2
+    assert "last.safetensors does not fit the model" in capsys.readouterr().err
 
 
 def test_same_seed_same_run(synthetic_data, tmp_path):

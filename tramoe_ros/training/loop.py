@@ -113,7 +113,8 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
 
 def fit(task: TrainingTask, train: TrainConfig, optim: OptimConfig, device: torch.device,
         config_dict: dict, dist_ctx: DistContext | None = None) -> FitResult:
-    """Train `task.model` for `train.epochs` epochs; resumes from `train.resume` when set.
+    """Train `task.model` for `train.epochs` epochs; resumes from `train.resume` when set, else starts from the
+    weights in `train.init_weights` when set.
 
     Each optimiser step runs this rank's micro-batches (gradients accumulated, all-reduced once under DDP) and
     logs the step's loss terms averaged over micro-batches and ranks, i.e. over the global batch.
@@ -145,6 +146,8 @@ def fit(task: TrainingTask, train: TrainConfig, optim: OptimConfig, device: torc
     )
     result = FitResult(out_dir=out_dir, history={"train": [], "val": []})
     start_epoch, step = 0, 0
+    if train.init_weights and not train.resume:
+        task.load_weights(Path(train.init_weights))
     if train.resume:
         # Every rank reads the same files (on multi-node jobs the run directory must be on a shared file system).
         resume = Path(train.resume)
