@@ -2,7 +2,7 @@
 
     tramoe-ablate tracks --config config/train_tracks_cpu.yaml --in-domain libero_object --out runs/ablation \\
         train.epochs=8
-    tramoe-ablate policy --config config/train_policy_cpu.yaml --out runs/ablation \\
+    tramoe-ablate policy --config config/ablation_policy_cpu.yaml --out runs/ablation \\
         --eval-suite libero_object --eval-tasks 0-9 --trials 5 --first-init-state 30 train.epochs=10
 
 `tracks` trains dense and MoE track models on in-domain data with and without the out-of-domain sources (Tab. 1f);
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     tracks.add_argument("--config", default="config/train_tracks_cpu.yaml", help="base track training config")
     tracks.add_argument("--in-domain", required=True, help="domain tag of the in-domain source (validation data)")
     policy = sub.add_parser("policy", help="no mask vs hand-drawn vs adaptive mask (paper Tab. 3)")
-    policy.add_argument("--config", default="config/train_policy_cpu.yaml", help="base policy training config")
+    policy.add_argument("--config", default="config/ablation_policy_cpu.yaml", help="base policy training config")
     policy.add_argument("--eval-suite", default="libero_object", help="LIBERO suite for the success rate")
     policy.add_argument("--eval-tasks", type=parse_task_list, default=[0], help="its tasks, e.g. 0-9 (default 0)")
     policy.add_argument("--trials", type=int, default=0, help="episodes per task; 0 = no success rate (default)")
