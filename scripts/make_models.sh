@@ -43,7 +43,7 @@ train tramoe-train-policy config/train_policy_cpu.yaml runs/cpu/policy_base
 
 # DAgger (Ross et al. 2011): the learner acts on half of the steps, the expert labels every state they lead to, and
 # the learner is fine-tuned on the aggregate (demonstrations and DAgger episodes sampled 1:1 by domain). This is
-# what took the policy from 1/20 to 8/20 held-out successes here (models/README.md).
+# what took the policy from 1/20 held-out successes to 8/20 (round 1) and 18/20 (round 2) here (models/README.md).
 learner=runs/cpu/policy_base
 sources="{path: data/libero/libero_object/$TASK, domain: libero_object}"
 sources="$sources, {path: data/libero/libero_object_perturbed/$TASK, domain: libero_object}"
