@@ -146,8 +146,6 @@ def fit(task: TrainingTask, train: TrainConfig, optim: OptimConfig, device: torc
     )
     result = FitResult(out_dir=out_dir, history={"train": [], "val": []})
     start_epoch, step = 0, 0
-    if train.init_weights and not train.resume:
-        task.load_weights(Path(train.init_weights))
     if train.resume:
         # Every rank reads the same files (on multi-node jobs the run directory must be on a shared file system).
         resume = Path(train.resume)
@@ -164,6 +162,8 @@ def fit(task: TrainingTask, train: TrainConfig, optim: OptimConfig, device: torc
                 torch.cuda.set_rng_state(state["cuda_rng"], device)
             tqdm.write(f"resumed {run_dir} at epoch {start_epoch}, step {step} (written by "
                        f"{state.get('world_size', 1)} process(es), now {dist_ctx.world_size})")
+    elif train.init_weights:
+        task.load_weights(Path(train.init_weights))
     if not main:
         # Rank 0 keeps a single process's random stream; the others draw their own dropout and patch masks.
         torch.manual_seed(rank_seed(train.seed, dist_ctx.rank, step))
