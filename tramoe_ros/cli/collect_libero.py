@@ -19,25 +19,7 @@ import os
 import sys
 import tempfile
 
-
-def parse_task_list(text: str) -> list[int]:
-    """"0-9", "3", "0-2,7,9" -> sorted indices (tasks, initial states)."""
-    indices: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                first, last = (int(value) for value in part.split("-", 1))
-                if first > last:
-                    raise ValueError
-                indices.update(range(first, last + 1))
-            else:
-                indices.add(int(part))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"bad index list {text!r}: expected indices and ranges like 0-9 or 0-2,7"
-            ) from None
-    return sorted(indices)
+from tramoe_ros.cli.arguments import parse_index_list
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,12 +27,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", required=True,
                         help="libero_spatial, libero_object, libero_goal, libero_10 or libero_90")
-    parser.add_argument("--tasks", type=parse_task_list, default=None,
+    parser.add_argument("--tasks", type=parse_index_list, default=None,
                         help="task indices, e.g. 0-9 or 0,3,5 (default: every task of the suite)")
     parser.add_argument("--episodes", type=int, default=50,
                         help="successful episodes to keep per task; initial states are tried in order until that "
                              "many succeed or all 50 have been tried (default 50)")
-    parser.add_argument("--init-states", type=parse_task_list, default=None,
+    parser.add_argument("--init-states", type=parse_index_list, default=None,
                         help="initial state indices to try, in order, e.g. 0-29 (default: all); keep the ones "
                              "evaluation uses out of the demonstrations")
     parser.add_argument("--sampled-init-states", type=int, default=0,

@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 
-from tramoe_ros.cli.collect_libero import parse_task_list
+from tramoe_ros.cli.arguments import parse_index_list
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", nargs="+", required=True,
                         help="one or more of libero_spatial, libero_object, libero_goal, libero_10, libero_90")
-    parser.add_argument("--tasks", type=parse_task_list, default=None,
+    parser.add_argument("--tasks", type=parse_index_list, default=None,
                         help="task indices, e.g. 0-9 or 0,3 (default: every task of each suite)")
     parser.add_argument("--policy", required=True, help="policy checkpoint (.safetensors)")
     parser.add_argument("--track-model", default=None,
