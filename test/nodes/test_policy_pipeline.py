@@ -27,7 +27,8 @@ def pipeline(tiny_models, tmp_path_factory, driver):
         "track_node": NodeProcess("tramoe_ros.nodes.track_node", ros_args(
             {"model_path": str(track), "device": "cpu", "stale_after_s": 0.5}), logs / "track.log"),
         "policy_node": NodeProcess("tramoe_ros.nodes.policy_node", ros_args(
-            {"policy_path": str(policy), "device": "cpu", "control_rate_hz": 0.0, "joint_state_tolerance_s": 0.0,
+            {"policy_path": str(policy), "device": "cpu", "mode": "lockstep", "control_rate_hz": 0.0,
+             "joint_state_tolerance_s": 0.0,
              "proprio.joint_states": ARM_JOINTS, "proprio.gripper_states": FINGERS}), logs / "policy.log"),
         "arm_node": NodeProcess("tramoe_ros.nodes.arm_node", ros_args(
             {"backend": "libero", "enabled": True, "watchdog_timeout_s": 0.5, "stale_after_s": 0.5}),

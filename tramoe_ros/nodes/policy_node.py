@@ -1,12 +1,20 @@
 """`policy_node`: images + predicted tracks + joint states -> the trajectory-guided policy (frame stack) ->
 PolicyAction on /policy/action, stamped with the stamp of the images the action was computed from.
 
-An observation is one TrackArray from the track node together with the images it was predicted from (matched by
-stamp) and the joint state closest to the images' stamp. The policy acts once per observation, at most at
-`control_rate_hz` (observations closer than half a control period to the last one are skipped, so the frame
-stack keeps the training data's spacing); 0 acts on every observation (LIBERO lock-step). An observation that
-arrives again with the same stamp (lock-step re-sends) re-publishes the same action without stepping the frame
-stack. A new episode on /episode_status clears the frame stack.
+Two ways to form an observation (parameter `mode`):
+- `lockstep`: one TrackArray from the track node together with the images it was predicted from (matched by stamp)
+  and the joint state closest to the images' stamp: the policy sees exactly what offline evaluation gives it, and
+  waits for the track model every step. An observation that arrives again with the same stamp (lock-step re-sends)
+  re-publishes the same action without stepping the frame stack.
+- `realtime`: every new image set (one image per view, stamps within `sync_tolerance_s`) with the joint state
+  closest to it and the newest tracks predicted from images no newer than these (usually the previous camera
+  frame's, at most `max_track_lag_s` older). The track model then runs beside the policy instead of before it, so
+  camera -> action takes the policy's time, not the track model's plus the policy's: at LIBERO's 20 Hz the action
+  computed from a step's observation is applied at the very next step, as in lock-step. A one-step-late action
+  fails where lock-step succeeds (models/README.md), a one-frame-old track prediction does not.
+In both modes the policy acts at most at `control_rate_hz` (observations closer than half a control period to the
+last one are skipped, so the frame stack keeps the training data's spacing); 0 acts on every observation. A new
+episode on /episode_status clears the frame stack.
 
 Joint state -> proprio: one parameter per proprio input of the policy, `proprio.<name>`: the joint names whose
 positions form it, e.g. proprio.joint_states: [robot0_joint1, ..., robot0_joint7]. Each /joint_states message
@@ -29,8 +37,10 @@ from tramoe_ros.models.runner import PolicyRunner
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.conversions import (action_to_msg, joint_positions, ns_to_stamp, rgb_from_image, stamp_to_ns,
                                         tracks_from_msg)
+from tramoe_ros.ros.cpu_share import set_torch_threads
 from tramoe_ros.ros.diagnostics import NodeHealth
 from tramoe_ros.ros.errors import MalformedMessage, NodeStartupError
+from tramoe_ros.ros.image_sets import NewestImageSet
 from tramoe_ros.ros.params import Param, declare_params, non_negative, not_empty, one_of, positive, resolve_path
 from tramoe_ros.ros.qos import IMAGE_HISTORY_QOS, JOINT_STATE_HISTORY_QOS, RELIABLE_QOS, STATUS_QOS
 from tramoe_ros.ros.runtime import run_node
@@ -45,10 +55,20 @@ PARAMS = [
     Param("device", "auto", "torch device: cpu, cuda, or auto (cuda when available)", one_of("cpu", "cuda", "auto")),
     Param("control_rate_hz", 20.0, "act at most this often; 0: act on every observation (lock-step simulation)",
           non_negative),
+    Param("torch_threads", 0, "torch intra-op threads (per process: nodes composed in one process share it); "
+                              "0: torch's default, one per core", non_negative),
+    Param("mode", "realtime", "realtime: act on each new image set with the newest tracks; lockstep: act on each "
+                              "TrackArray with the images it came from (deterministic, as offline evaluation)",
+          one_of("realtime", "lockstep")),
+    Param("sync_tolerance_s", 0.025, "realtime: images of the views form one set when their stamps differ by at "
+                                     "most this", non_negative),
+    Param("max_track_lag_s", 0.25, "realtime: use tracks predicted from images at most this much older than the "
+                                   "observation's (else wait for newer ones)", non_negative),
     Param("joint_state_tolerance_s", 0.05, "use the joint state closest to the images' stamp, at most this far "
                                            "from it", non_negative),
     Param("stale_after_s", 1.0, "report an input stale after this long without a usable message", positive),
 ]
+TRACK_BUFFER = 10  # realtime: recent track predictions kept, to find the newest one not newer than an image set
 IMAGE_BUFFER = IMAGE_HISTORY_QOS.depth  # recent images kept per view, to find those a TrackArray came from
 JOINT_STATE_BUFFER = JOINT_STATE_HISTORY_QOS.depth  # recent joint states kept, to find the one of the images
 REPORT_WINDOW = 50
@@ -64,6 +84,7 @@ class PolicyNode(Node):
         self.params = declare_params(self, PARAMS)
         path = resolve_path(self.params["policy_path"])
         track_path = resolve_path(self.params["track_model_path"]) if self.params["track_model_path"] else None
+        set_torch_threads(self.params["torch_threads"])
         try:
             device = select_device(self.params["device"])
             self.runner = PolicyRunner.from_checkpoints(path, track_path, device=device)
@@ -79,12 +100,16 @@ class PolicyNode(Node):
         self._warm_up()
 
         self._images = {v: deque(maxlen=IMAGE_BUFFER) for v in cfg.views}  # (stamp ns, rgb)
+        self.realtime = self.params["mode"] == "realtime"
+        self._image_sets = NewestImageSet(cfg.views, self.params["sync_tolerance_s"])
+        self._tracks: deque[tuple[int, dict[str, np.ndarray]]] = deque(maxlen=TRACK_BUFFER)  # realtime: recent
         self._joint_states: deque[tuple[int, dict[str, np.ndarray]]] = deque(maxlen=JOINT_STATE_BUFFER)
         self._pending: tuple[int, dict[str, tuple[int, np.ndarray]]] | None = None
         self._last_stamp: int | None = None
         self._last_action: PolicyAction | None = None
         self._episode: int | None = None
         self._status_episode: int | None = None
+        self._episode_start = 0  # stamp of the current episode's first status (ns)
         self._warned_track_models: set[str] = set()
         self._inference_ms: deque[float] = deque(maxlen=REPORT_WINDOW)
         self._action_times: deque[float] = deque(maxlen=REPORT_WINDOW)
@@ -121,7 +146,9 @@ class PolicyNode(Node):
             self.health.drop(e)
             return
         self.health.seen(topics.camera_image(view))
-        self._images[view].append((stamp_to_ns(msg.header.stamp), rgb))
+        stamp = stamp_to_ns(msg.header.stamp)
+        self._images[view].append((stamp, rgb))
+        self._image_sets.add(view, stamp, msg.header, rgb)
         self._act_if_ready()
 
     def _on_joint_state(self, msg: JointState) -> None:
@@ -135,6 +162,10 @@ class PolicyNode(Node):
         self._act_if_ready()
 
     def _on_episode_status(self, msg: EpisodeStatus) -> None:
+        if msg.episode != self._status_episode:
+            # Tracks of the last episode's images must not guide the new one's first actions.
+            self._tracks.clear()
+            self._episode_start = stamp_to_ns(msg.header.stamp)
         self._status_episode = msg.episode
 
     def _on_tracks(self, msg: TrackArray) -> None:
@@ -157,6 +188,11 @@ class PolicyNode(Node):
             return
         self.health.seen(topics.TRACKS)
         stamp = stamp_to_ns(msg.header.stamp)
+        if self.realtime:
+            if stamp >= self._episode_start:
+                self._tracks.append((stamp, {v: t for v, (_, t) in tracks.items()}))
+                self._act_if_ready()
+            return
         if stamp == self._last_stamp and self._last_action is not None:
             self._publisher.publish(self._last_action)
             self.health.count("republished")
@@ -208,9 +244,44 @@ class PolicyNode(Node):
                                    f"{self.params['joint_state_tolerance_s']} s of the images")
         return proprio
 
-    def _act_if_ready(self) -> None:
+    def _newest_tracks(self, stamp: int) -> dict[str, np.ndarray] | None:
+        """Realtime: the newest tracks predicted from images no newer than `stamp`; None while there are none
+        within `max_track_lag_s` (the track model has not caught up)."""
+        lag = int(self.params["max_track_lag_s"] * 1e9)
+        usable = [(s, t) for s, t in self._tracks if stamp - lag <= s <= stamp]
+        return max(usable, key=lambda entry: entry[0])[1] if usable else None
+
+    def _realtime_observation(self) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray],
+                                             dict[str, np.ndarray]] | None:
+        """The newest image set with its tracks and joint state, once all three are here; None until then."""
+        image_set = self._image_sets.newest()
+        if image_set is None or not self._image_sets.ready(image_set):
+            return None
+        stamp = image_set.stamp
+        rate = self.params["control_rate_hz"]
+        if rate > 0 and self._last_stamp is not None and (stamp - self._last_stamp) * 1e-9 < 0.5 / rate:
+            self._image_sets.take(image_set)
+            self.health.count("skipped_above_control_rate")
+            return None
+        tracks = self._newest_tracks(stamp)
+        if tracks is None:
+            return None
+        try:
+            proprio = self._matching_joint_state(stamp)
+        except MalformedMessage as e:
+            self._image_sets.take(image_set)
+            self.health.drop(e)
+            return None
+        if proprio is None:
+            return None
+        self._image_sets.take(image_set)
+        return stamp, dict(zip(self.runner.cfg.views, image_set.images)), proprio, tracks
+
+    def _lockstep_observation(self) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray],
+                                             dict[str, np.ndarray]] | None:
+        """The pending TrackArray with its images and joint state, once they are here; None until then."""
         if self._pending is None:
-            return
+            return None
         stamp, tracks = self._pending
         try:
             images = self._matching_images(tracks)
@@ -218,16 +289,23 @@ class PolicyNode(Node):
         except MalformedMessage as e:
             self._pending = None
             self.health.drop(e)
-            return
+            return None
         if images is None or proprio is None:
-            return
+            return None
         self._pending = None
+        return stamp, images, proprio, {v: t for v, (_, t) in tracks.items()}
+
+    def _act_if_ready(self) -> None:
+        observation = self._realtime_observation() if self.realtime else self._lockstep_observation()
+        if observation is None:
+            return
+        stamp, images, proprio, tracks = observation
         if self._status_episode != self._episode:
             self.runner.reset()
             self._episode = self._status_episode
         try:
             # The instruction only matters when the runner predicts tracks itself; here they come from the track node.
-            action = self.runner.step(images, proprio, "", {v: t for v, (_, t) in tracks.items()})
+            action = self.runner.step(images, proprio, "", tracks)
         except ValueError as e:
             self.health.drop("invalid_observation", str(e))
             return

@@ -16,6 +16,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from tramoe_ros.ros.bag import BagError, BagWriter, message_class
+from tramoe_ros.ros.cpu_share import BackgroundThread
 from tramoe_ros.ros.diagnostics import NodeHealth
 from tramoe_ros.ros.errors import NodeStartupError
 from tramoe_ros.ros.params import Param, declare_params, not_empty, positive
@@ -25,6 +26,8 @@ PARAMS = [
     Param("topics", [], "topics to record", not_empty, kind="str[]"),
     Param("output", "", "bag folder to create (must not exist); empty: runs/bags/tramoe_<date>_<time>"),
     Param("discovery_period_s", 0.5, "how often to look for recorded topics that have appeared", positive),
+    Param("background", False, "write at idle priority: only with the CPU the control path leaves (messages wait "
+                               "in the subscriptions' queues meanwhile)"),
 ]
 # Received messages queued per topic before the recorder takes them: enough for a burst while it writes.
 QUEUE_DEPTH = 100
@@ -49,6 +52,7 @@ class RecorderNode(Node):
             self.bag = BagWriter(self.path)
         except BagError as e:
             raise NodeStartupError(str(e)) from None
+        self._background = BackgroundThread(self.params["background"])
         self._wanted = list(dict.fromkeys(self.params["topics"]))
         self._recording = {}
         self.health = NodeHealth(self, stale_after_s=float("inf"), hardware_id=str(self.path),
@@ -87,6 +91,7 @@ class RecorderNode(Node):
         self.get_logger().info(f"recording {topic} ({msgtype})")
 
     def _write(self, topic: str, data: bytes) -> None:
+        self._background.apply()
         self.bag.write(topic, self.get_clock().now().nanoseconds, data)
 
     def destroy_node(self) -> None:

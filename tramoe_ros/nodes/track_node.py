@@ -29,8 +29,10 @@ from tramoe_ros.models.language import LanguageEncoderError
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.conversions import image_from_rgb, ns_to_stamp, rgb_from_image, stamp_to_ns, tracks_to_msg
+from tramoe_ros.ros.cpu_share import BackgroundThread, set_torch_threads
 from tramoe_ros.ros.diagnostics import NodeHealth
 from tramoe_ros.ros.errors import MalformedMessage, NodeStartupError
+from tramoe_ros.ros.image_sets import NewestImageSet
 from tramoe_ros.ros.params import Param, declare_params, non_negative, not_empty, one_of, positive, resolve_path
 from tramoe_ros.ros.qos import IMAGE_QOS, LATCHED_QOS, LATEST_IMAGE_QOS, RELIABLE_QOS
 from tramoe_ros.ros.runtime import run_node
@@ -47,6 +49,10 @@ PARAMS = [
     Param("sync_tolerance_s", 0.025, "images of the views form one set when their stamps differ by at most this",
           non_negative),
     Param("stale_after_s", 1.0, "report an input stale after this long without a usable message", positive),
+    Param("torch_threads", 0, "torch intra-op threads (per process: nodes composed in one process share it); "
+                              "0: torch's default, one per core", non_negative),
+    Param("background", False, "run the model at idle priority: it uses only the CPU the control path (bridge or "
+                               "cameras, policy, arm) leaves; in real time the policy takes its tracks a frame late"),
     Param("overlay_scale", 2, "overlay images are this many times the camera size, so tracks stay readable",
           positive),
 ]
@@ -62,6 +68,8 @@ class TrackNode(Node):
         self.params = declare_params(self, PARAMS)
         self.views: list[str] = self.params["views"]
         path = resolve_path(self.params["model_path"])
+        set_torch_threads(self.params["torch_threads"])
+        self._background = BackgroundThread(self.params["background"])
         try:
             device = select_device(self.params["device"])
             self.predictor = TrackPredictor.from_checkpoint(path, device=device)
@@ -77,8 +85,7 @@ class TrackNode(Node):
                                self.queries, "warm up")
 
         self._instruction: str | None = None
-        self._latest: dict[str, tuple[int, Header, np.ndarray]] = {}
-        self._last_set: tuple[int, ...] | None = None
+        self._images = NewestImageSet(self.views, self.params["sync_tolerance_s"])
         self._last_output: TrackArray | None = None
         self._expert_usage: dict[int, deque[np.ndarray]] = {}
         self._inference_ms: deque[float] = deque(maxlen=REPORT_WINDOW)
@@ -105,40 +112,39 @@ class TrackNode(Node):
         self._instruction = msg.data
 
     def _on_image(self, view: str, msg: Image) -> None:
+        self._background.apply()
         try:
             rgb = rgb_from_image(msg, self.image_size)
         except MalformedMessage as e:
             self.health.drop(e)
             return
         self.health.seen(topics.camera_image(view))
-        self._latest[view] = (stamp_to_ns(msg.header.stamp), msg.header, rgb)
+        self._images.add(view, stamp_to_ns(msg.header.stamp), msg.header, rgb)
         self._predict_if_complete()
 
     def _predict_if_complete(self) -> None:
-        if len(self._latest) < len(self.views):
+        image_set = self._images.newest()
+        if image_set is None:
             return
-        stamps = tuple(self._latest[v][0] for v in self.views)
-        if stamps == self._last_set and self._last_output is not None:
+        if self._images.is_repeat(image_set) and self._last_output is not None:
             self._tracks_pub.publish(self._last_output)
             self.health.count("republished")
             return
-        if self._last_set is not None and any(s <= last for s, last in zip(stamps, self._last_set)):
-            return  # a view has no image newer than the last set yet
-        if (max(stamps) - min(stamps)) * 1e-9 > self.params["sync_tolerance_s"]:
-            return  # not one moment yet; wait for the other views' next images
+        if not self._images.ready(image_set):
+            return  # a view has no image newer than the last set yet, or the views are not one moment yet
         if self._instruction is None:
             self.health.drop("no_instruction", f"no instruction on {topics.INSTRUCTION} yet")
             return
-        images = np.stack([self._latest[v][2] for v in self.views])
+        images = np.stack(image_set.images)
         start = time.perf_counter()
         tracks = self.predictor.predict(images, self.queries, self._instruction).numpy()
         self._inference_ms.append((time.perf_counter() - start) * 1e3)
-        self._last_set = stamps
+        self._images.take(image_set)
         if not np.isfinite(tracks).all():
             self.health.drop("nonfinite_tracks", "the track model returned NaN or infinite values")
             return
-        output = TrackArray(header=Header(stamp=ns_to_stamp(max(stamps))), views=[
-            tracks_to_msg(tracks[i], self.queries, v, self._latest[v][1], self.predictor.model_id)
+        output = TrackArray(header=Header(stamp=ns_to_stamp(image_set.stamp)), views=[
+            tracks_to_msg(tracks[i], self.queries, v, image_set.headers[i], self.predictor.model_id)
             for i, v in enumerate(self.views)])
         self._tracks_pub.publish(output)
         self._last_output = output
@@ -146,8 +152,8 @@ class TrackNode(Node):
         for i, view in enumerate(self.views):
             if self._overlay_pubs[view].get_subscription_count() > 0:
                 overlay = draw_tracks(images[i], tracks[i], scale=self.params["overlay_scale"])
-                self._overlay_pubs[view].publish(image_from_rgb(overlay, self._latest[view][1]))
-        self._report(max(stamps))
+                self._overlay_pubs[view].publish(image_from_rgb(overlay, image_set.headers[i]))
+        self._report(image_set.stamp)
 
     def _report(self, newest_stamp_ns: int) -> None:
         for layer, fractions in self.predictor.last_expert_fractions.items():

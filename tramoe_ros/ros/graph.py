@@ -85,12 +85,15 @@ _COMMON_ARGUMENTS = (
     Argument("params_file", "", "node parameters file; empty: config/<graph>.yaml"),
 )
 
-_MODEL_NODES = (
-    NodeSpec("track_node", "track_node", "tramoe_ros.nodes.track_node:TrackNode",
-             bindings=(Binding("track_model", "model_path"),)),
-    NodeSpec("policy_node", "policy_node", "tramoe_ros.nodes.policy_node:PolicyNode",
-             bindings=(Binding("policy_model", "policy_path"), Binding("track_model", "track_model_path"))),
-)
+_TRACK_NODE = NodeSpec("track_node", "track_node", "tramoe_ros.nodes.track_node:TrackNode",
+                       bindings=(Binding("track_model", "model_path"),))
+
+
+def _policy_node(*bindings: Binding) -> NodeSpec:
+    return NodeSpec("policy_node", "policy_node", "tramoe_ros.nodes.policy_node:PolicyNode",
+                    bindings=(Binding("policy_model", "policy_path"), Binding("track_model", "track_model_path"),
+                              *bindings))
+
 
 _OBSERVERS = (
     NodeSpec("recorder_node", "recorder_node", "tramoe_ros.nodes.recorder_node:RecorderNode",
@@ -108,13 +111,17 @@ GRAPHS: dict[str, GraphSpec] = {
             Argument("mode", "", "bridge stepping: realtime (control rate) or lockstep (one step per action, "
                                  "deterministic); empty: the parameters file's"),
             Argument("max_steps", "", "episode step budget; empty: the parameters file's"),
+            Argument("init_state", "", "the first episode's fixed initial state (0..49); empty: the parameters "
+                                       "file's"),
         ),
         nodes=(
             NodeSpec("libero_bridge_node", "libero_bridge_node",
                      "tramoe_ros.nodes.libero_bridge_node:LiberoBridgeNode",
                      bindings=(Binding("task", "task"), Binding("instruction", "instruction"),
-                               Binding("mode", "mode"), Binding("max_steps", "max_steps", int))),
-            *_MODEL_NODES,
+                               Binding("mode", "mode"), Binding("max_steps", "max_steps", int),
+                               Binding("init_state", "init_state_index", int))),
+            _TRACK_NODE,
+            _policy_node(Binding("mode", "mode")),  # the policy forms observations as the bridge steps
             NodeSpec("arm_node", "arm_node", "tramoe_ros.nodes.arm_node:ArmNode"),
             *_OBSERVERS,
         ),
@@ -132,7 +139,8 @@ GRAPHS: dict[str, GraphSpec] = {
                      remappings=(("image_raw", camera_image("eye_in_hand")),)),
             NodeSpec("instruction_node", "instruction_node", "tramoe_ros.nodes.instruction_node:InstructionNode",
                      bindings=(Binding("instruction", "instruction"),)),
-            *_MODEL_NODES,
+            _TRACK_NODE,
+            _policy_node(),
             NodeSpec("arm_node", "arm_node", "tramoe_ros.nodes.arm_node:ArmNode",
                      bindings=(Binding("arm_backend", "backend"),)),
             *_OBSERVERS,
