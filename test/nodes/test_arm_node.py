@@ -113,3 +113,21 @@ def test_disabling_holds_the_arm(driver, arm):
     driver.spin_until(lambda: len(received["trajectories"]) > count, 2, "the hold command on disable")
     send(driver, actions, [0.2, 0.2, 0.2], n=3)
     assert len(received["trajectories"]) == count + 1
+
+
+def test_fresh_action_rate_counts_actions_of_new_observations(driver, arm):
+    """Actions of new observations at 20 Hz count as fresh; the same observation's action sent again (a re-sent
+    observation) is commanded but not fresh."""
+    actions, enable, received, _ = arm
+    call_enable(driver, enable, True)
+    send(driver, actions, [0.0, 0.0, 0.0], n=55, period=0.05)  # fills the rate's window (50 actions)
+    driver.spin_for(1.2)  # the next diagnostics
+    assert 10.0 < float(last_values(received)["fresh_action_rate_hz"]) < 25.0
+    before = last_values(received)
+    header = Header(stamp=driver.node.get_clock().now().to_msg())
+    for _ in range(10):
+        actions.publish(action_to_msg(np.zeros(3, np.float32), header, 1.0, "test"))
+        driver.spin_for(0.05)
+    driver.spin_until(lambda: int(last_values(received)["commanded"]) == int(before["commanded"]) + 10, 3,
+                      "the re-sent actions commanded")
+    assert int(last_values(received)["fresh_actions"]) == int(before["fresh_actions"]) + 1

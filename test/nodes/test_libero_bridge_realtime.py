@@ -48,3 +48,44 @@ def test_cameras_render_at_their_rate_beside_the_control_rate(driver, tmp_path):
         assert set(stamps) <= set(joint_stamps), view
         # ... and exactly every `every`-th step renders (a camera rate in simulated time).
         assert sorted(step_of[s] for s in set(stamps) if s in step_of) == list(range(every, STEPS + 1, every)), view
+
+
+def test_each_step_applies_the_newest_action_repeats_it_briefly_then_holds(driver, tmp_path):
+    """Answered observations are fresh steps (the status names the observation the applied action came from);
+    when answers stop, the standing action is repeated until `command_timeout_s`, then the arm holds (stamp 0)."""
+    statuses: list[EpisodeStatus] = []
+    answering = {"on": True}
+    actions = driver.node.create_publisher(PolicyAction, topics.LIBERO_ACTION, RELIABLE_QOS)
+
+    def answer(status: EpisodeStatus) -> None:
+        statuses.append(status)
+        if answering["on"] and not status.done:
+            actions.publish(action_to_msg(NOOP_ACTION, status.header, 0.0, "test"))
+
+    driver.node.create_subscription(EpisodeStatus, topics.EPISODE_STATUS, answer, STATUS_QOS)
+    bridge = NodeProcess("tramoe_ros.nodes.libero_bridge_node", ros_args(
+        {"mode": "realtime", "control_rate_hz": CONTROL_HZ, "camera_rate_hz": 0.0, "max_steps": 16,
+         "command_timeout_s": 0.25, "action_grace_s": 0.05}), tmp_path / "bridge.log")
+    try:
+        driver.spin_until(lambda: any(s.step >= 8 for s in statuses) or not bridge.alive(), 240, "8 answered steps")
+        assert bridge.alive(), bridge.output()
+        answering["on"] = False
+        driver.spin_until(lambda: any(s.done for s in statuses), 60, "the episode to end")
+    finally:
+        assert bridge.stop() == 0, bridge.output()
+
+    stepped = {s.step: s for s in statuses if s.step > 0}
+    observation_of = {s.step: stamp_to_ns(s.header.stamp) for s in statuses}  # the last one of each step
+    assert sorted(stepped) == list(range(1, 17))
+    fresh = [k for k, s in stepped.items() if stamp_to_ns(s.action_stamp) and not s.action_repeated]
+    repeated = [k for k, s in stepped.items() if s.action_repeated]
+    held = [k for k, s in stepped.items() if stamp_to_ns(s.action_stamp) == 0]
+    # While answered, each step applies the action computed from the previous step's observation.
+    assert fresh[:6] == list(range(1, 7))
+    for k in fresh[1:6]:
+        assert stamp_to_ns(stepped[k].action_stamp) == observation_of[k - 1]
+    # Then the last action stands for at most 0.25 s (two or three steps at 10 Hz), then the arm holds.
+    assert repeated and 1 <= len(repeated) <= 3 and repeated == list(range(repeated[0], repeated[-1] + 1))
+    assert all(stamp_to_ns(stepped[k].action_stamp) == stamp_to_ns(stepped[repeated[0] - 1].action_stamp)
+               for k in repeated)
+    assert held == list(range(repeated[-1] + 1, 17))

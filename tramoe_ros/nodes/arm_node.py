@@ -7,11 +7,14 @@ safety common to all backends:
   observations);
 - a watchdog holds the arm (backend `hold`) when no usable action arrived for `watchdog_timeout_s`, e.g. because
   a camera stopped.
-Malformed actions (wrong dimension, NaN) are dropped and counted in /diagnostics.
+Malformed actions (wrong dimension, NaN) are dropped and counted in /diagnostics, which also give the rate of
+fresh actions commanded (`fresh_action_rate_hz`: actions computed from an observation newer than the last
+commanded one's, over the last REPORT_WINDOW of them).
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import NoReturn
 
 import numpy as np
@@ -41,6 +44,7 @@ PARAMS = [
     Param("stale_after_s", 1.0, "report the action input stale after this long without a usable action", positive),
 ]
 WATCHDOG_PERIOD_S = 0.02
+REPORT_WINDOW = 50
 
 
 class ArmNode(Node):
@@ -58,6 +62,8 @@ class ArmNode(Node):
         self.enabled: bool = self.params["enabled"]
         self.holding = True  # nothing commanded yet
         self._last_action_time: float | None = None
+        self._last_source_stamp = -1  # stamp of the observation the last commanded action came from (ns)
+        self._fresh_times: deque[float] = deque(maxlen=REPORT_WINDOW)
 
         self.health = NodeHealth(self, self.params["stale_after_s"], hardware_id=self.params["backend"],
                                  state=lambda: {"enabled": str(self.enabled), "holding": str(self.holding),
@@ -116,6 +122,13 @@ class ArmNode(Node):
             return
         self.health.count("commanded")
         self._last_action_time = time.monotonic()
+        if stamp_to_ns(msg.header.stamp) > self._last_source_stamp:
+            self._last_source_stamp = stamp_to_ns(msg.header.stamp)
+            self.health.count("fresh_actions")
+            self._fresh_times.append(self._last_action_time)
+            if len(self._fresh_times) > 1 and self._fresh_times[-1] > self._fresh_times[0]:
+                self.health.values["fresh_action_rate_hz"] = \
+                    f"{(len(self._fresh_times) - 1) / (self._fresh_times[-1] - self._fresh_times[0]):.2f}"
         if self.holding:
             self.holding = False
             self.get_logger().info("actions flowing: commanding the arm")

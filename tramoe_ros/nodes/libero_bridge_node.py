@@ -9,9 +9,14 @@ Applies actions from /libero/action (PolicyAction, 7-D) and resets through /libe
 
 Modes:
 - `realtime`: one env step per control period (`control_rate_hz`) with the newest action received since the last
-  step; a step without a fresh action applies a zero-motion action that keeps the gripper command (the arm
-  holds). Until the episode's first action arrives, the world waits and the first observation is re-published
-  each period with a new stamp.
+  step. A step whose observation's action has not arrived at the tick waits for it up to `action_grace_s` (a
+  robot applies a command when it arrives, not only on a clock edge; the schedule of steps stays fixed, so the
+  simulation keeps real time). A step without a new action repeats the standing one, as a controller keeps its
+  last command: LIBERO's
+  actions are end-effector deltas, so zero motion would be a stall the policy never saw in its demonstrations,
+  while its consecutive actions differ little. A standing action expires after `command_timeout_s`; then the
+  step applies zero motion and keeps the gripper command (the arm holds). Until the episode's first action
+  arrives, the world waits and the first observation is re-published each period with a new stamp.
 - `lockstep`: one env step per action, and only for the action computed from the current observation (its
   header stamp equals the observation's), so an episode is deterministic whatever the timing. While waiting,
   the observation is re-sent every `resend_period_s` (a node that started late still gets it): unchanged once
@@ -21,6 +26,7 @@ initial state.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +35,7 @@ from typing import NoReturn
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
+from builtin_interfaces.msg import Time
 from std_msgs.msg import Header, String
 from tramoe_msgs.msg import EpisodeStatus, PolicyAction
 from tramoe_msgs.srv import ResetEpisode
@@ -63,12 +70,20 @@ PARAMS = [
     Param("max_visual_faces", 0, "simplify every visual-only mesh to at most this many triangles (0: LIBERO's "
                                   "meshes); rendering costs time in proportion to triangles on a CPU",
           non_negative),
+    Param("render_threads", 0, "threads of Mesa's software rasteriser (llvmpipe, LP_NUM_THREADS), set before the "
+                               "simulator's GL context exists; 0: Mesa's default (one per core). 1 leaves the "
+                               "other core to the models; the images are the same", non_negative),
     Param("mode", "realtime", "realtime: step at control_rate_hz; lockstep: one step per action (deterministic)",
           one_of("realtime", "lockstep")),
     Param("control_rate_hz", 20.0, "realtime stepping rate (LIBERO's control rate is 20 Hz)", positive),
     Param("camera_rate_hz", 0.0, "realtime: render and publish the cameras at this rate of simulated time, every "
                                  "round(control_rate_hz / camera_rate_hz)-th step (0: every step); rendering is "
                                  "most of a step. Lockstep renders every step", non_negative),
+    Param("action_grace_s", 0.02, "realtime: at a step's tick, wait at most this long for the action computed "
+                                  "from the last observation before stepping without it (0: never wait)",
+          non_negative),
+    Param("command_timeout_s", 0.15, "realtime: a step without a new action repeats the standing one until it is "
+                                     "this old, then holds the arm (zero motion)", non_negative),
     Param("instruction", "", "instruction to publish; empty: the task's own"),
     Param("auto_reset", False, "start the next initial state when an episode ends"),
     Param("resend_period_s", 1.0, "lockstep: re-send the waiting observation this often", positive),
@@ -86,6 +101,9 @@ class LiberoBridgeNode(Node):
         # MuJoCo renders through an EGL context bound to the thread that created it, while an executor may run
         # callbacks on another thread than the one that built the node: every env call runs on this one thread.
         self._sim_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="libero")
+        if self.params["render_threads"]:
+            # Read by Mesa when the first GL context of the process is made (the env's, below).
+            os.environ["LP_NUM_THREADS"] = str(self.params["render_threads"])
         try:
             self.env = self._sim(LiberoEnv, suite, int(index), views=self.params["views"],
                                  camera_size=self.params["camera_size"], max_steps=self.params["max_steps"],
@@ -109,11 +127,20 @@ class LiberoBridgeNode(Node):
         self._observation = None
         self._stamp = None
         self._started = False  # the episode's first action has arrived
-        self._newest_action: np.ndarray | None = None
+        self._newest_action: tuple[np.ndarray, Time] | None = None  # realtime: received since the last step
+        self._standing: tuple[np.ndarray, Time, float] | None = None  # realtime: last applied, its stamp, when
+        self._applied_stamp = Time()  # stamp of the action the last step applied; zero: a hold
+        self._applied_repeat = False
         self._gripper_command = -1.0  # open, as LIBERO's no-op action
         self._published_at = 0.0
         self._step_ms: deque[float] = deque(maxlen=REPORT_WINDOW)
         self._step_times: deque[float] = deque(maxlen=REPORT_WINDOW)
+        # Realtime: when each new action arrived, measured from the start of the step whose observation it answers;
+        # beyond one control period it misses the next step.
+        self._action_arrival_ms: deque[float] = deque(maxlen=REPORT_WINDOW)
+        self._step_started = 0.0
+        self._waiting_since: float | None = None  # realtime: a tick is waiting for the last observation's action
+        self._grace_timer = None
 
         self.health = NodeHealth(self, self.params["stale_after_s"], hardware_id=f"LIBERO {self.params['task']}",
                                  state=self._state)
@@ -130,6 +157,8 @@ class LiberoBridgeNode(Node):
             self.create_timer(self.params["resend_period_s"], self._resend_if_waiting)
         else:
             self.create_timer(1.0 / self.params["control_rate_hz"], self._realtime_tick)
+            grace = self.params["action_grace_s"]
+            self._grace_timer = self.create_timer(grace, self._grace_expired, autostart=False) if grace else None
         try:
             self._reset(self.params["init_state_index"])
         except LiberoError as e:
@@ -148,7 +177,8 @@ class LiberoBridgeNode(Node):
         self.init_state_index = init_state_index
         self.episode += 1
         self.success = self.done = self._started = False
-        self._newest_action = None
+        self._newest_action = self._standing = self._waiting_since = None
+        self._applied_stamp, self._applied_repeat = Time(), False
         self._gripper_command = -1.0
         self._publish_observation(new_stamp=True)
 
@@ -162,8 +192,11 @@ class LiberoBridgeNode(Node):
         every = max(1, round(self.params["control_rate_hz"] / rate))
         return (self.env.steps + 1) % every == 0
 
-    def _step(self, action: np.ndarray) -> None:
+    def _step(self, action: np.ndarray, stamp: Time, repeated: bool = False) -> None:
+        """One env step with `action`, computed from the observation stamped `stamp` (zero: a hold)."""
         start = time.perf_counter()
+        self._step_started = time.monotonic()
+        self._applied_stamp, self._applied_repeat = stamp, repeated
         render = self._render_due()
         self._observation, self.success, self.done = self._sim(self.env.step, action, render)
         self._step_ms.append((time.perf_counter() - start) * 1e3)
@@ -187,7 +220,7 @@ class LiberoBridgeNode(Node):
         self._status_pub.publish(EpisodeStatus(
             header=header, suite=self.env.suite, task_index=self.env.task_index, instruction=self.instruction,
             episode=self.episode, step=self.env.steps, horizon=self.env.max_steps, success=self.success,
-            done=self.done))
+            done=self.done, action_stamp=self._applied_stamp, action_repeated=self._applied_repeat))
         self._joint_pub.publish(JointState(
             header=header, name=self.joint_names,
             position=np.concatenate([obs.joint_states, obs.gripper_states]).astype(np.float64).tolist()))
@@ -209,14 +242,23 @@ class LiberoBridgeNode(Node):
             self.health.count("ignored_after_done")
             return
         if not self.lockstep:
-            self._newest_action = action
+            awaited = self._waiting_since is not None and stamp_to_ns(msg.header.stamp) == stamp_to_ns(self._stamp)
+            if self._newest_action is not None:
+                self.health.count("superseded_actions")  # two actions within one control period
+            if stamp_to_ns(msg.header.stamp) == stamp_to_ns(self._stamp):
+                self._action_arrival_ms.append((time.monotonic() - self._step_started) * 1e3)
+            self._newest_action = (action, msg.header.stamp)
             self._started = True
+            if awaited:
+                self.health.count("waited_steps")
+                self._grace_timer.cancel()
+                self._advance()
             return
         if stamp_to_ns(msg.header.stamp) != stamp_to_ns(self._stamp):
             self.health.count("ignored_not_for_current_observation")  # a duplicate, or for an earlier step
             return
         self._started = True
-        self._step(action)
+        self._step(action, msg.header.stamp)
 
     def _realtime_tick(self) -> None:
         if self.done:
@@ -224,12 +266,35 @@ class LiberoBridgeNode(Node):
         if not self._started:
             self._publish_observation(new_stamp=True)  # the world waits for its controller
             return
-        if self._newest_action is None:
-            self.health.count("hold_steps")
-            action = np.array([0, 0, 0, 0, 0, 0, self._gripper_command], np.float32)
+        answered = self._newest_action is not None and stamp_to_ns(self._newest_action[1]) == stamp_to_ns(self._stamp)
+        if self._grace_timer is None or answered or self._waiting_since is not None:
+            self._advance()
+            return
+        self._waiting_since = time.monotonic()
+        self._grace_timer.reset()
+
+    def _grace_expired(self) -> None:
+        self._grace_timer.cancel()
+        if self._waiting_since is not None and not self.done:
+            self._advance()
+
+    def _advance(self) -> None:
+        """Real-time step: the newest action if it is new, else the standing one until it expires, else a hold."""
+        self._waiting_since = None
+        now = time.monotonic()
+        newest, self._newest_action = self._newest_action, None
+        # An action computed from an observation already acted on (a re-sent one) does not replace the standing one.
+        if newest is not None and (self._standing is None
+                                   or stamp_to_ns(newest[1]) > stamp_to_ns(self._standing[1])):
+            self._standing = (*newest, now)
+            self.health.count("fresh_steps")
+            self._step(*newest)
+        elif self._standing is not None and now - self._standing[2] <= self.params["command_timeout_s"]:
+            self.health.count("repeated_steps")
+            self._step(self._standing[0], self._standing[1], repeated=True)
         else:
-            action, self._newest_action = self._newest_action, None
-        self._step(action)
+            self.health.count("hold_steps")
+            self._step(np.array([0, 0, 0, 0, 0, 0, self._gripper_command], np.float32), Time())
 
     def _resend_if_waiting(self) -> None:
         if not self.done and time.monotonic() - self._published_at >= self.params["resend_period_s"]:
@@ -255,6 +320,10 @@ class LiberoBridgeNode(Node):
                  "done": str(self.done)}
         if self._step_ms:
             state["env_step_ms_p50"] = f"{np.percentile(self._step_ms, 50):.1f}"
+            state["env_step_ms_p95"] = f"{np.percentile(self._step_ms, 95):.1f}"
+        if self._action_arrival_ms:
+            state["action_arrival_after_step_start_ms_p50"] = f"{np.percentile(self._action_arrival_ms, 50):.1f}"
+            state["action_arrival_after_step_start_ms_p95"] = f"{np.percentile(self._action_arrival_ms, 95):.1f}"
         if len(self._step_times) > 1 and self._step_times[-1] > self._step_times[0]:
             state["step_rate_hz"] = f"{(len(self._step_times) - 1) / (self._step_times[-1] - self._step_times[0]):.2f}"
         return state

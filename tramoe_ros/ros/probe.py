@@ -2,7 +2,9 @@
 
 It measures end-to-end latency the way the stamps define it (receive time of each /policy/action minus its
 header stamp, which is the capture/render time of the images it came from), the achieved control rate (distinct
-actions per second) and the simulation's step rate (from the stamps on /episode_status).
+actions per second), the simulation's step rate (from the stamps on /episode_status) and the rate of fresh
+actions the simulation applied (steps whose action came from an observation not acted on before; a repeated or
+held step is not fresh), per episode.
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ class GraphProbe(Node):
         super().__init__("graph_probe", **node_kwargs)
         self.actions: dict[int, int] = {}  # image stamp -> first receive time (ns); re-sent actions count once
         self.tracks: dict[int, int] = {}  # image stamp -> first receive time (ns) of the TrackArray
-        self.policy_ms: list[float] = []  # the policy's own inference time per action
+        self.policy_ms: dict[int, float] = {}  # image stamp -> the policy's own inference time for its action
         self.statuses: list[EpisodeStatus] = []
+        self.finished: set[int] = set()  # episodes whose last status said done
         self.episode_done = threading.Event()
         self._status_arrived = threading.Condition()
         self.create_subscription(PolicyAction, topics.POLICY_ACTION, self._on_action, RELIABLE_QOS)
@@ -34,7 +37,7 @@ class GraphProbe(Node):
         stamp = stamp_to_ns(msg.header.stamp)
         if stamp not in self.actions:
             self.actions[stamp] = self.get_clock().now().nanoseconds
-            self.policy_ms.append(msg.inference_latency_ms)
+            self.policy_ms[stamp] = msg.inference_latency_ms
 
     def _on_tracks(self, msg: TrackArray) -> None:
         self.tracks.setdefault(stamp_to_ns(msg.header.stamp), self.get_clock().now().nanoseconds)
@@ -42,38 +45,74 @@ class GraphProbe(Node):
     def _on_status(self, msg: EpisodeStatus) -> None:
         with self._status_arrived:
             self.statuses.append(msg)
+            if msg.done:
+                self.finished.add(msg.episode)
             self._status_arrived.notify_all()
         if msg.done:
             self.episode_done.set()
+
+    def wait_for_episode_end(self, episode: int, timeout: float) -> bool:
+        """Block until `episode` is done; False on timeout."""
+        with self._status_arrived:
+            return self._status_arrived.wait_for(lambda: episode in self.finished, timeout)
 
     def wait_for_step(self, step: int, timeout: float) -> bool:
         """Block until a status of `step` or later has arrived; False on timeout."""
         with self._status_arrived:
             return self._status_arrived.wait_for(lambda: self.statuses and self.statuses[-1].step >= step, timeout)
 
-    def summary(self) -> dict:
-        """steps, success, done; control_rate_hz (distinct actions per second), sim_rate_hz (simulation steps per
-        second, from the stamps of the observations after each step); latency_ms_p50/p95/max (camera -> action),
-        its parts tracks_latency_ms_p50 (camera -> tracks) and policy_inference_ms_p50; the number of actions."""
-        last = self.statuses[-1] if self.statuses else None
-        stepped = {s.step: stamp_to_ns(s.header.stamp) for s in self.statuses if s.step > 0}
-        steps = sorted(stepped.items())
-        sim_rate = _rate(steps[-1][0] - steps[0][0], steps[-1][1] - steps[0][1]) if len(steps) > 1 else 0.0
-        received = sorted(self.actions.values())
+    def episodes(self) -> list[int]:
+        """The episodes seen on /episode_status, in order."""
+        return list(dict.fromkeys(s.episode for s in self.statuses))
+
+    def latencies_ms(self) -> np.ndarray:
+        """Camera -> action latency of every action seen, in ms."""
+        return _latencies_ms(self.actions)
+
+    def summary(self, episode: int | None = None) -> dict:
+        """Of `episode` (default: the last one seen): steps, success, done; sim_rate_hz (simulation steps per
+        second, from the stamps of the observations after each step); fresh_action_rate_hz (steps that applied a
+        fresh action per second), repeated_steps and hold_steps; control_rate_hz (distinct actions per second),
+        latency_ms_p50/p95/max (camera -> action), its parts tracks_latency_ms_p50 (camera -> tracks) and
+        policy_inference_ms_p50, and the number of actions, over the episode's span."""
+        if episode is None and self.statuses:
+            episode = self.statuses[-1].episode
+        statuses = [s for s in self.statuses if s.episode == episode]
+        last = statuses[-1] if statuses else None
+        stepped = {s.step: s for s in statuses if s.step > 0}
+        steps = sorted((step, stamp_to_ns(s.header.stamp)) for step, s in stepped.items())
+        span = (steps[-1][1] - steps[0][1]) if len(steps) > 1 else 0
+        fresh, seen = 0, set()
+        for _, s in sorted(stepped.items()):
+            stamp = stamp_to_ns(s.action_stamp)
+            if stamp and not s.action_repeated and stamp not in seen:
+                fresh += 1
+            seen.add(stamp)
+        # Actions, tracks and policy times of observations within the episode (start: its first status).
+        start = stamp_to_ns(statuses[0].header.stamp) if statuses else 0
+        end = stamp_to_ns(last.header.stamp) if last else 0
+        actions = {k: t for k, t in self.actions.items() if start <= k <= end}
+        policy_ms = [self.policy_ms[k] for k in actions]
+        received = sorted(actions.values())
         control_rate = _rate(len(received) - 1, received[-1] - received[0]) if len(received) > 1 else 0.0
-        latencies = _latencies_ms(self.actions)
+        latencies = _latencies_ms(actions)
         return {
             "steps": last.step if last else 0,
             "success": bool(last.success) if last else False,
             "done": bool(last.done) if last else False,
+            "sim_rate_hz": _rate(steps[-1][0] - steps[0][0], span) if len(steps) > 1 else 0.0,
+            # Fresh steps after the first, over the time from the first step to the last.
+            "fresh_action_rate_hz": _rate(fresh - 1, span) if len(steps) > 1 else 0.0,
+            "repeated_steps": sum(s.action_repeated for s in stepped.values()),
+            "hold_steps": sum(stamp_to_ns(s.action_stamp) == 0 for s in stepped.values()),
             "control_rate_hz": control_rate,
-            "sim_rate_hz": sim_rate,
             "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
             "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1),
             "latency_ms_max": round(float(latencies.max()), 1),
-            "tracks_latency_ms_p50": round(float(np.percentile(_latencies_ms(self.tracks), 50)), 1),
-            "policy_inference_ms_p50": round(float(np.percentile(self.policy_ms or [np.nan], 50)), 1),
-            "actions": len(self.actions),
+            "tracks_latency_ms_p50": round(float(np.percentile(
+                _latencies_ms({k: t for k, t in self.tracks.items() if start <= k <= end}), 50)), 1),
+            "policy_inference_ms_p50": round(float(np.percentile(policy_ms or [np.nan], 50)), 1),
+            "actions": len(actions),
         }
 
 
