@@ -11,9 +11,11 @@
 - `render_*`: LiberoEnv's step time with each rendering option (multisample anti-aliasing, reflections, simplified
   visual meshes), in alternating rounds, and how far its images are from LIBERO's look (anti-aliasing and
   reflections on, full meshes): mean absolute difference in grey levels over both views.
-- `graph_*`: the whole sim graph in real time (bridge at its control rate, track, policy and arm nodes, in one
-  process as `tramoe-up sim` runs it): camera->action latency p50/p95 (receive time of each action minus the
-  stamp of the images it came from), its parts, the achieved control rate and the simulation's step rate.
+- `graph_*`: the whole sim graph in real time (bridge at its control rate, track, policy and arm nodes, one
+  process per node as `ros2 launch` and `tramoe-demo` run them): the rate of fresh actions the simulation applied
+  (computed from a new observation; repeated and held steps counted apart), the simulation's step rate, the
+  control rate, camera->action latency p50/p95 (receive time of each action minus the stamp of the images it came
+  from) and its parts (camera->tracks, the policy's inference).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from tramoe_ros.ros.compose import BackgroundGraph
 from tramoe_ros.ros.conversions import action_to_msg
 from tramoe_ros.ros.graph import ResolvedNode, resolve
 from tramoe_ros.ros.probe import GraphProbe
+from tramoe_ros.ros.processes import ProcessGraph
 from tramoe_ros.ros.qos import RELIABLE_QOS
 from tramoe_ros.sim.libero_env import DEFAULT_VIEWS, NOOP_ACTION, LiberoEnv
 
@@ -202,18 +205,20 @@ def _render_options(task: str, steps: int, views: tuple[str, ...]) -> dict:
 
 def _realtime_graph(task: str, steps: int, reflections: bool, views: tuple[str, ...], policy_path: Path,
                     track_model_path: Path) -> dict:
+    """The whole sim graph in real time, one process per node as the launch file starts it (config/sim.yaml)."""
     nodes = _with_bridge_overrides(
         resolve("sim", {"task": task, "mode": "realtime", "max_steps": str(steps), "policy_model": str(policy_path),
                         "track_model": str(track_model_path)}), reflections=reflections, views=list(views))
-    with BackgroundGraph(nodes, extra_nodes=lambda ctx: [GraphProbe(context=ctx)]) as graph:
+    with ProcessGraph(nodes, extra_nodes=lambda ctx: [GraphProbe(context=ctx)]) as graph:
         probe: GraphProbe = graph.node("graph_probe")
-        if not probe.episode_done.wait(STARTUP_BUDGET_S + STEP_BUDGET_S * steps):
-            raise RuntimeError(f"the graph did not finish {steps} steps in time")
-        result = probe.summary()
+        graph.wait_for(lambda seconds: probe.wait_for_episode_end(0, seconds),
+                       STARTUP_BUDGET_S + STEP_BUDGET_S * steps, f"the graph's {steps} steps")
+        result = probe.summary(0)
     bridge = _bridge_config()
     out = {"graph_target_rate_hz": bridge["control_rate_hz"], "graph_camera_rate_hz": bridge["camera_rate_hz"]}
-    for key in ("control_rate_hz", "sim_rate_hz", "latency_ms_p50", "latency_ms_p95", "latency_ms_max",
-                "tracks_latency_ms_p50", "policy_inference_ms_p50", "actions"):
+    for key in ("fresh_action_rate_hz", "sim_rate_hz", "control_rate_hz", "repeated_steps", "hold_steps",
+                "latency_ms_p50", "latency_ms_p95", "latency_ms_max", "tracks_latency_ms_p50",
+                "policy_inference_ms_p50", "actions", "steps", "success"):
         out[f"graph_{key}"] = result[key]
     return out
 
