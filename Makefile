@@ -16,7 +16,7 @@ install:
 test: install
 	$(PY) -m pytest test -q
 
-# One LIBERO episode through the ROS graph with the shipped models (models/): bag, track video, summary.json.
+# One LIBERO episode through the ROS graph in real time with the shipped models (models/): bag, track video, summary.json.
 demo: install
 	$(VENV)/bin/tramoe-demo --out runs/demo
 
