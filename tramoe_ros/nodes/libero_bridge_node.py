@@ -12,9 +12,8 @@ Modes:
   step. A step whose observation's action has not arrived at the tick waits for it up to `action_grace_s` (a
   robot applies a command when it arrives, not only on a clock edge; the schedule of steps stays fixed, so the
   simulation keeps real time). A step without a new action repeats the standing one, as a controller keeps its
-  last command: LIBERO's
-  actions are end-effector deltas, so zero motion would be a stall the policy never saw in its demonstrations,
-  while its consecutive actions differ little. A standing action expires after `command_timeout_s`; then the
+  last command: LIBERO's actions are end-effector deltas, so zero motion would be a stall the policy never saw in
+  its demonstrations, while its consecutive actions differ little. A standing action expires after `command_timeout_s`; then the
   step applies zero motion and keeps the gripper command (the arm holds). Until the episode's first action
   arrives, the world waits and the first observation is re-published each period with a new stamp.
 - `lockstep`: one env step per action, and only for the action computed from the current observation (its

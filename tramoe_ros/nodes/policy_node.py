@@ -68,6 +68,8 @@ PARAMS = [
                                            "from it", non_negative),
     Param("stale_after_s", 1.0, "report an input stale after this long without a usable message", positive),
 ]
+# What the policy acts on: the images' stamp, images {view: (S, S, 3)}, proprio {name: (d,)}, tracks {view: (H, K, 2)}.
+Observation = tuple[int, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]
 TRACK_BUFFER = 10  # realtime: recent track predictions kept, to find the newest one not newer than an image set
 IMAGE_BUFFER = IMAGE_HISTORY_QOS.depth  # recent images kept per view, to find those a TrackArray came from
 JOINT_STATE_BUFFER = JOINT_STATE_HISTORY_QOS.depth  # recent joint states kept, to find the one of the images
@@ -99,7 +101,7 @@ class PolicyNode(Node):
         self._expected_track_model = self.runner.predictor.model_id if self.runner.predictor else None
         self._warm_up()
 
-        self._images = {v: deque(maxlen=IMAGE_BUFFER) for v in cfg.views}  # (stamp ns, rgb)
+        self._images = {v: deque(maxlen=IMAGE_BUFFER) for v in cfg.views}  # lockstep: (stamp ns, rgb)
         self.realtime = self.params["mode"] == "realtime"
         self._image_sets = NewestImageSet(cfg.views, self.params["sync_tolerance_s"])
         self._tracks: deque[tuple[int, dict[str, np.ndarray]]] = deque(maxlen=TRACK_BUFFER)  # realtime: recent
@@ -147,8 +149,10 @@ class PolicyNode(Node):
             return
         self.health.seen(topics.camera_image(view))
         stamp = stamp_to_ns(msg.header.stamp)
-        self._images[view].append((stamp, rgb))
-        self._image_sets.add(view, stamp, msg.header, rgb)
+        if self.realtime:
+            self._image_sets.add(view, stamp, msg.header, rgb)
+        else:
+            self._images[view].append((stamp, rgb))
         self._act_if_ready()
 
     def _on_joint_state(self, msg: JointState) -> None:
@@ -251,8 +255,7 @@ class PolicyNode(Node):
         usable = [(s, t) for s, t in self._tracks if stamp - lag <= s <= stamp]
         return max(usable, key=lambda entry: entry[0])[1] if usable else None
 
-    def _realtime_observation(self) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray],
-                                             dict[str, np.ndarray]] | None:
+    def _realtime_observation(self) -> Observation | None:
         """The newest image set with its tracks and joint state, once all three are here; None until then."""
         image_set = self._image_sets.newest()
         if image_set is None or not self._image_sets.ready(image_set):
@@ -277,8 +280,7 @@ class PolicyNode(Node):
         self._image_sets.take(image_set)
         return stamp, dict(zip(self.runner.cfg.views, image_set.images)), proprio, tracks
 
-    def _lockstep_observation(self) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray],
-                                             dict[str, np.ndarray]] | None:
+    def _lockstep_observation(self) -> Observation | None:
         """The pending TrackArray with its images and joint state, once they are here; None until then."""
         if self._pending is None:
             return None

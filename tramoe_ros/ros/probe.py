@@ -61,10 +61,6 @@ class GraphProbe(Node):
         with self._status_arrived:
             return self._status_arrived.wait_for(lambda: self.statuses and self.statuses[-1].step >= step, timeout)
 
-    def episodes(self) -> list[int]:
-        """The episodes seen on /episode_status, in order."""
-        return list(dict.fromkeys(s.episode for s in self.statuses))
-
     def latencies_ms(self) -> np.ndarray:
         """Camera -> action latency of every action seen, in ms."""
         return _latencies_ms(self.actions)
