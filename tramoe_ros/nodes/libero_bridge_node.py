@@ -9,9 +9,11 @@ Applies actions from /libero/action (PolicyAction, 7-D) and resets through /libe
 
 Modes:
 - `realtime`: one env step per control period (`control_rate_hz`) with the newest action received since the last
-  step. A step whose observation's action has not arrived at the tick waits for it up to `action_grace_s` (a
-  robot applies a command when it arrives, not only on a clock edge; the schedule of steps stays fixed, so the
-  simulation keeps real time). A step without a new action repeats the standing one, as a controller keeps its
+  step. A step whose observation's action has not arrived at the tick waits for it until `action_grace_s` after
+  the tick's scheduled time (a robot applies a command when it arrives, not only on a clock edge). The wait counts
+  from the schedule, not from when the tick's callback runs: after a step that overran its period the next one
+  waits only for what is left, so the steps stay on the control-rate schedule and the simulation keeps real time
+  (a wait counted from the callback made every later step wait the whole grace and miss its action). A step without a new action repeats the standing one, as a controller keeps its
   last command: LIBERO's actions are end-effector deltas, so zero motion would be a stall the policy never saw in
   its demonstrations, while its consecutive actions differ little. A standing action expires after `command_timeout_s`; then the
   step applies zero motion and keeps the gripper command (the arm holds). Until the episode's first action
@@ -91,6 +93,14 @@ PARAMS = [
 ]
 
 
+def grace_left_ns(grace_ns: int, period_ns: int, until_next_tick_ns: int) -> int:
+    """How long a real-time tick may still wait for its observation's action (<= 0: not at all). The grace counts
+    from the tick's scheduled time, one period before the next tick's (rcl schedules the next one when it hands
+    out this one), not from when the tick's callback runs, which is later when the previous step overran."""
+    lateness = min(max(period_ns - until_next_tick_ns, 0), period_ns)
+    return grace_ns - lateness
+
+
 class LiberoBridgeNode(Node):
     def __init__(self, **node_kwargs):
         self.env = None  # set before anything can fail, for destroy_node
@@ -155,7 +165,7 @@ class LiberoBridgeNode(Node):
         if self.lockstep:
             self.create_timer(self.params["resend_period_s"], self._resend_if_waiting)
         else:
-            self.create_timer(1.0 / self.params["control_rate_hz"], self._realtime_tick)
+            self._tick_timer = self.create_timer(1.0 / self.params["control_rate_hz"], self._realtime_tick)
             grace = self.params["action_grace_s"]
             self._grace_timer = self.create_timer(grace, self._grace_expired, autostart=False) if grace else None
         try:
@@ -269,7 +279,14 @@ class LiberoBridgeNode(Node):
         if self._grace_timer is None or answered or self._waiting_since is not None:
             self._advance()
             return
+        grace_left = grace_left_ns(int(self.params["action_grace_s"] * 1e9), self._tick_timer.timer_period_ns,
+                                   self._tick_timer.time_until_next_call() or 0)
+        if grace_left <= 0:
+            self.health.count("late_ticks")  # the previous step overran the grace: no time left to wait
+            self._advance()
+            return
         self._waiting_since = time.monotonic()
+        self._grace_timer.timer_period_ns = grace_left
         self._grace_timer.reset()
 
     def _grace_expired(self) -> None:
