@@ -14,6 +14,7 @@ import sys
 from tramoe_ros.cli.arguments import parse_index_list
 from tramoe_ros.demo import DEFAULT_POLICY, DEFAULT_TASK, DEFAULT_TRACK_MODEL, run_sim_demo
 from tramoe_ros.ros.graph import GraphError
+from tramoe_ros.ros.runtime import keep_dds_local
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record", dest="record", action="store_false",
                         help="record no bag (and draw no video)")
     args = parser.parse_args(argv)
-    # DDS stays on this machine (see README); MuJoCo renders headless.
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    domain = keep_dds_local()
+    print(f"[tramoe-demo] ROS_DOMAIN_ID={domain}, localhost only", flush=True)
+    os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo renders headless
     try:
         run_sim_demo(args.out, args.task, args.policy, args.track_model, args.steps, args.mode, args.init_states,
                      args.record)

@@ -11,7 +11,6 @@ pty, not the emulator's. On a real bus, add the USB adapter's latency (set the F
 from __future__ import annotations
 
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -154,7 +153,6 @@ def _bench_joint_states(followers: EmulatorProcess, folder: Path, seconds: float
 
 def bench_robot(seconds: float = 3.0) -> dict:
     """All three measurements, each over `seconds`."""
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # DDS stays on this machine
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         followers = EmulatorProcess(list(ARMS), folder)

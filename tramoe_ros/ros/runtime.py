@@ -20,6 +20,15 @@ from rclpy.signals import SignalHandlerOptions
 from tramoe_ros.ros.errors import NodeStartupError
 
 
+def keep_dds_local() -> int:
+    """For programs that start a graph of their own (the demo, the benchmarks): DDS stays on this machine
+    (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) and on ROS_DOMAIN_ID when it is set, else on a domain of this
+    process's own (100 + pid % 100), so that two of them, or one beside another ROS graph, do not mix their topics.
+    Returns the domain (watch the graph with that ROS_DOMAIN_ID)."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    return int(os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100)))
+
+
 def install_stop_handlers() -> threading.Event:
     """An event set by SIGINT or SIGTERM (main thread only, as Python requires)."""
     stop = threading.Event()
