@@ -33,7 +33,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Header
 from tramoe_msgs.msg import PolicyAction
 
-from tramoe_ros.config import PolicyTrainConfig, TrackTrainConfig, config_to_dict, load_config
+from tramoe_ros.bench.models import random_checkpoints, training_model_configs
 from tramoe_ros.paths import config_path
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.compose import BackgroundGraph
@@ -78,22 +78,6 @@ class BudgetResponder(Node):
             self._publisher.publish(action_to_msg(NOOP_ACTION, self._waiting, 0.0, "noop"))
             self._budget -= 1
             self._waiting = None
-
-
-def random_checkpoints(folder: Path) -> tuple[Path, Path]:
-    """Untrained track model and policy of the shipped models' sizes (config/train_*_cpu.yaml): their speed is that
-    of trained ones."""
-    from tramoe_ros.models.policy import TrackGuidedPolicy
-    from tramoe_ros.models.track_transformer import TrackTransformer
-    from tramoe_ros.training.checkpoint import save_checkpoint
-
-    track_cfg = load_config(TrackTrainConfig, config_path("train_tracks_cpu.yaml")).model
-    policy_cfg = load_config(PolicyTrainConfig, config_path("train_policy_cpu.yaml")).model
-    track = save_checkpoint(folder / "track_random.safetensors", TrackTransformer(track_cfg), "track_model",
-                            config_to_dict(track_cfg), extra={"language_encoder": "minilm"})
-    policy = save_checkpoint(folder / "policy_random.safetensors", TrackGuidedPolicy(policy_cfg), "policy",
-                             config_to_dict(policy_cfg), extra={"track_model": str(track)})
-    return track, policy
 
 
 def _with_bridge_overrides(nodes: list[ResolvedNode], **overrides) -> list[ResolvedNode]:
@@ -236,7 +220,8 @@ def bench_graph(task: str = "libero_object/0", policy_path: str | Path | None = 
     out.update(_render_options(task, steps, views))
     with tempfile.TemporaryDirectory() as scratch:
         if policy_path is None or track_model_path is None:
-            track_model_path, policy_path = random_checkpoints(Path(scratch))
+            track_model_path, policy_path = random_checkpoints(
+                Path(scratch), *training_model_configs("train_tracks_cpu.yaml", "train_policy_cpu.yaml"))
             out["models"] = "untrained, the shipped models' sizes"
         else:
             out["models"] = f"{policy_path}, {track_model_path}"

@@ -7,16 +7,38 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 from einops import rearrange
 from tqdm import tqdm
 
-from tramoe_ros.config import PolicyConfig, TrackModelConfig
+from tramoe_ros.config import (PolicyConfig, PolicyTrainConfig, TrackModelConfig, TrackTrainConfig, config_to_dict,
+                               load_config)
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.runner import PolicyRunner
 from tramoe_ros.models.track_transformer import TrackTransformer
+from tramoe_ros.paths import config_path
+
+
+def training_model_configs(track_config: str, policy_config: str) -> tuple[TrackModelConfig, PolicyConfig]:
+    """The model sections of a track model and a policy training config under config/."""
+    return (load_config(TrackTrainConfig, config_path(track_config)).model,
+            load_config(PolicyTrainConfig, config_path(policy_config)).model)
+
+
+def random_checkpoints(folder: Path, track_cfg: TrackModelConfig, policy_cfg: PolicyConfig,
+                       name: str = "random") -> tuple[Path, Path]:
+    """Untrained track model and policy of these sizes, saved in `folder` as <name>_track.safetensors and
+    <name>_policy.safetensors (the policy names the track model): their speed is that of trained ones."""
+    from tramoe_ros.training.checkpoint import save_checkpoint
+
+    track = save_checkpoint(folder / f"{name}_track.safetensors", TrackTransformer(track_cfg), "track_model",
+                            config_to_dict(track_cfg), extra={"language_encoder": "minilm"})
+    policy = save_checkpoint(folder / f"{name}_policy.safetensors", TrackGuidedPolicy(policy_cfg), "policy",
+                             config_to_dict(policy_cfg), extra={"track_model": str(track)})
+    return track, policy
 
 
 def _track_inputs(cfg: TrackModelConfig, batch: int, gen: torch.Generator):

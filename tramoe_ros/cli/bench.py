@@ -1,6 +1,8 @@
 """`tramoe-bench models|graph|robot [--json]`: speed and size of the track models and the policy; speed of the ROS
 graph (camera->action latency, achieved control rate, the LIBERO bridge's overhead against the raw env); speed of
-the dual-arm robot's driver, teleop loop and joint states against emulated servos."""
+the dual-arm robot's driver, teleop loop and joint states against emulated servos, and of its whole graph (video
+files as cameras, emulated arms): the fresh-action rate it sustains beside the rates it is configured and
+recorded at."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +10,7 @@ import json
 import os
 
 from tramoe_ros.bench.models import bench_models
+from tramoe_ros.ros.runtime import keep_dds_local
 
 
 def _table(result: dict) -> str:
@@ -34,18 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     graph.add_argument("--reflections", action=argparse.BooleanOptionalAction, default=True,
                        help="render reflections (LIBERO's datasets have them; off renders faster)")
     robot = sub.add_parser("robot", help="dual-arm robot: driver cycle, teleop loop and /joint_states rates "
-                                         "against emulated Dynamixel arms")
+                                         "against emulated Dynamixel arms; the real graph's fresh-action rate")
     robot.add_argument("--json", action="store_true", help="print one JSON object")
     robot.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
+    robot.add_argument("--graph-seconds", type=float, default=10.0,
+                       help="duration of each real-graph measurement (0: skip the graph)")
     args = parser.parse_args(argv)
+    keep_dds_local()
     if args.what == "robot":
         from tramoe_ros.robot.bench import bench_robot
 
         result = bench_robot(args.seconds)
+        if args.graph_seconds > 0:
+            from tramoe_ros.bench.robot_graph import bench_robot_graph
+
+            result.update(bench_robot_graph(args.graph_seconds))
     elif args.what == "graph":
         from tramoe_ros.bench.graph import bench_graph
 
-        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # DDS stays on this machine
         os.environ.setdefault("MUJOCO_GL", "egl")
         from tramoe_ros.demo import DEFAULT_POLICY, DEFAULT_TRACK_MODEL
 
