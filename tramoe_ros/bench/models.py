@@ -98,15 +98,22 @@ def bench_models(repeats_b1: int = 30, repeats_b64: int = 7, threads: int | None
     tracks = torch.rand(1, v, t, pcfg.horizon, pcfg.num_points, 2, generator=gen)
     proprio = {k: torch.randn(1, t, d, generator=gen) for k, d in pcfg.proprio_dims.items()}
     runner = PolicyRunner(policy, predictor=None)
+    onnx_runner = PolicyRunner(policy, predictor=None, onnxruntime=True)
     step_images = {view: rearrange(images[0, i, 0], "c h w -> h w c").to(torch.uint8).numpy()
                    for i, view in enumerate(pcfg.views)}
     step_tracks = {view: tracks[0, i, 0].numpy() for i, view in enumerate(pcfg.views)}
     step_proprio = {k: v[0, 0].numpy() for k, v in proprio.items()}
-    ms = interleaved_medians({
-        "policy": lambda: policy(images, tracks, proprio),
-        "step": lambda: runner.step(step_images, step_proprio, "", tracks=step_tracks),
-    }, repeats_b1, desc="policy b1")
+    timed = {"policy": lambda: policy(images, tracks, proprio),
+             "step": lambda: runner.step(step_images, step_proprio, "", tracks=step_tracks)}
+    if onnx_runner.backend == "onnxruntime":
+        timed["onnx_step"] = lambda: onnx_runner.step(step_images, step_proprio, "", tracks=step_tracks)
+    ms = interleaved_medians(timed, repeats_b1, desc="policy b1")
     out["policy_ms_b1"] = round(ms["policy"], 2)  # the whole frame stack encoded, as in training
     out["policy_step_ms"] = round(ms["step"], 2)  # closed loop: one new frame encoded, the stack's kept
+    if "onnx_step" in ms:  # the same closed-loop step on ONNX Runtime (policy_node's `onnxruntime`)
+        out["policy_step_onnxruntime_ms"] = round(ms["onnx_step"], 2)
+        out["policy_step_torch_onnxruntime_ratio"] = round(ms["step"] / ms["onnx_step"], 2)
+    else:
+        out["policy_step_onnxruntime"] = f"unavailable: {onnx_runner.backend_note}"
     out["policy_params"] = policy.num_parameters()
     return out
