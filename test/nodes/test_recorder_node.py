@@ -75,3 +75,30 @@ def test_bag_written_and_read_back_complete(driver, tmp_path, stop_signal):
     images = [m for topic, _, m in read_bag(bag, ["/test/image"])]  # and as rclpy messages
     assert [m.data[0] for m in images] == list(range(20))
     assert stamp_to_ns(images[0].header.stamp) > 0
+
+
+def test_topic_known_only_from_subscribers_waits_for_its_publisher_qos(driver, tmp_path):
+    """A listener that starts before the publisher makes the topic visible without a QoS to copy; the recorder
+    waits for the publisher, then records with its QoS (reliable, transient local) and stores it for replay."""
+    node = driver.node
+    node.create_subscription(String, "/test/status", lambda _: None, LATCHED_QOS)  # the listener, first
+    bag = tmp_path / "bag"
+    recorder = NodeProcess("tramoe_ros.nodes.recorder_node", ros_args(
+        {"topics": ["/test/status"], "output": str(bag), "discovery_period_s": 0.1}), tmp_path / "recorder.log")
+    try:
+        driver.spin_until(lambda: "recording ['/test/status']" in recorder.output() or not recorder.alive(), 30,
+                          "the recorder to start")
+        driver.spin_for(1.0)  # several discovery periods with the topic known from its listener only
+        publisher = node.create_publisher(String, "/test/status", LATCHED_QOS)
+        publisher.publish(String(data="latched, published before the recorder subscribed"))
+        driver.spin_until(lambda: publisher.get_subscription_count() >= 2, 10, "the recorder to subscribe")
+        driver.spin_for(0.5)
+    finally:
+        assert recorder.stop() == 0, recorder.output()
+    topics = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"][
+        "topics_with_message_count"]
+    (status,) = [t for t in topics if t["topic_metadata"]["name"] == "/test/status"]
+    assert status["message_count"] == 1  # transient local: the message published before the subscription
+    offered = status["topic_metadata"]["offered_qos_profiles"]
+    offered = yaml.safe_load(offered) if isinstance(offered, str) else offered
+    assert offered and offered[0]["durability"] in (1, "transient_local"), offered

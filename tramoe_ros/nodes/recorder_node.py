@@ -1,8 +1,9 @@
 """`recorder_node`: records chosen topics into a rosbag2 bag (MCAP storage + metadata.yaml) that `ros2 bag info`,
 `ros2 bag play` and `rosbags.highlevel.AnyReader` read.
 
-Topics are subscribed as soon as discovery shows them (topics that appear later are picked up), with the QoS
-their publishers offer (reliable / transient local only when every publisher is, as rosbag2 does), and written
+Topics are subscribed as soon as discovery shows a publisher of them (topics that appear later are picked up; a
+topic known only from its subscribers waits, since its QoS comes from its publishers), with the QoS their
+publishers offer (reliable / transient local only when every publisher is, as rosbag2 does), and written
 as received: the serialized CDR bytes, stamped with the receive time. On SIGINT or SIGTERM the node stops
 spinning first, then closes the bag (MCAP summary and metadata.yaml), so every received message is in it.
 """
@@ -67,7 +68,9 @@ class RecorderNode(Node):
             return
         types = dict(self.get_topic_names_and_types())
         for topic in missing:
-            if topic not in types:
+            # A topic with subscribers only (a node that listens started first) has no QoS to copy yet: subscribing
+            # now would record it best-effort and volatile, and store no offered QoS for replay.
+            if topic not in types or not self.get_publishers_info_by_topic(topic):
                 continue
             if len(types[topic]) != 1:
                 self.health.drop("ambiguous_type", f"{topic} is published with several types {types[topic]}; "
