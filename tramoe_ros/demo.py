@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tramoe_msgs.srv import ResetEpisode
 
+from tramoe_ros.paths import shipped_policy, shipped_track_model
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.bag import read_bag
 from tramoe_ros.ros.conversions import rgb_from_image, stamp_to_ns, tracks_from_msg
@@ -27,8 +28,6 @@ from tramoe_ros.ros.processes import ProcessGraph
 from tramoe_ros.viz import draw_tracks, write_animation
 
 DEFAULT_TASK = "libero_object/0"
-DEFAULT_POLICY = "models/policy_adaptive.safetensors"
-DEFAULT_TRACK_MODEL = "models/track_moe.safetensors"
 # Time allowed to load the simulator and models before the first step, and per step after it.
 STARTUP_BUDGET_S = 180.0
 STEP_BUDGET_S = 2.0
@@ -83,8 +82,8 @@ def _aggregate(rows: list[dict]) -> dict:
             "hold_steps": int(sum(r["hold_steps"] for r in rows))}
 
 
-def run_sim_demo(out_dir: str | Path, task: str = DEFAULT_TASK, policy_path: str | Path = DEFAULT_POLICY,
-                 track_model_path: str | Path = DEFAULT_TRACK_MODEL, steps: int = 600,
+def run_sim_demo(out_dir: str | Path, task: str = DEFAULT_TASK, policy_path: str | Path | None = None,
+                 track_model_path: str | Path | None = None, steps: int = 600,
                  mode: str = "realtime", init_states: list[int] = (0,), record: bool = True) -> dict:
     """Run one episode of `task` ("<suite>/<index>") per initial state, each for at most `steps` steps; returns
     the summary.
@@ -94,6 +93,8 @@ def run_sim_demo(out_dir: str | Path, task: str = DEFAULT_TASK, policy_path: str
     however fast this machine runs the models. out_dir receives bag/ (rosbag2, MCAP, all episodes; with
     `record`), tracks.mp4 (agentview of the first episode with its predicted tracks) and summary.json.
     """
+    policy_path = policy_path or shipped_policy()
+    track_model_path = track_model_path or shipped_track_model()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bag = out / "bag"

@@ -21,3 +21,13 @@ def config_path(name: str) -> Path:
 
 def model_path(name: str) -> Path:
     return share_dir() / "models" / name
+
+
+def shipped_policy() -> Path:
+    """The shipped adaptive-mask policy (models/README.md), the default of the demo, evaluation and the sim graph."""
+    return model_path("policy_adaptive.safetensors")
+
+
+def shipped_track_model() -> Path:
+    """The shipped Tra-MoE track model the shipped policy was trained with."""
+    return model_path("track_moe.safetensors")

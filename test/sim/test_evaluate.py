@@ -104,3 +104,13 @@ def test_summary_averages_tasks_in_index_order():
     summary = summarise("libero_object", results, trials_per_task=2)
     assert list(summary.tasks.items()) == [("a", 0.5), ("b", 1.0)]
     assert summary.average == 0.75
+
+
+def test_without_policy_the_shipped_models_are_evaluated(tmp_path):
+    from tramoe_ros.paths import shipped_policy
+
+    out = tmp_path / "eval"
+    assert main(["--suite", "libero_object", "--tasks", "0", "--trials", "1", "--first-init-state", "30",
+                 "--max-steps", "2", "--videos", "0", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["policy"] == str(shipped_policy()) and summary["init_states"] == [30]

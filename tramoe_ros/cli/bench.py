@@ -56,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         from tramoe_ros.bench.graph import bench_graph
 
         os.environ.setdefault("MUJOCO_GL", "egl")
-        from tramoe_ros.demo import DEFAULT_POLICY, DEFAULT_TRACK_MODEL
+        from tramoe_ros.paths import shipped_policy, shipped_track_model
 
-        if args.policy is None and args.track_model is None and os.path.isfile(DEFAULT_POLICY) \
-                and os.path.isfile(DEFAULT_TRACK_MODEL):
-            args.policy, args.track_model = DEFAULT_POLICY, DEFAULT_TRACK_MODEL
+        if args.policy is None and args.track_model is None and shipped_policy().is_file() \
+                and shipped_track_model().is_file():
+            args.policy, args.track_model = shipped_policy(), shipped_track_model()
         result = bench_graph(args.task, args.policy, args.track_model, args.steps, args.reflections)
     else:
         result = bench_models(repeats_b64=args.repeats, threads=args.threads)

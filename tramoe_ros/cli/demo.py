@@ -12,7 +12,7 @@ import os
 import sys
 
 from tramoe_ros.cli.arguments import parse_index_list
-from tramoe_ros.demo import DEFAULT_POLICY, DEFAULT_TASK, DEFAULT_TRACK_MODEL, run_sim_demo
+from tramoe_ros.demo import DEFAULT_TASK, run_sim_demo
 from tramoe_ros.ros.graph import GraphError
 from tramoe_ros.ros.runtime import keep_dds_local
 
@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/demo", help="output folder (bag/, tracks.mp4, summary.json)")
     parser.add_argument("--task", default=DEFAULT_TASK, help="LIBERO task <suite>/<task index>")
-    parser.add_argument("--policy", default=DEFAULT_POLICY, help="policy checkpoint")
-    parser.add_argument("--track-model", default=DEFAULT_TRACK_MODEL, help="track model checkpoint")
+    parser.add_argument("--policy", default=None, help="policy checkpoint (default: the shipped one)")
+    parser.add_argument("--track-model", default=None, help="track model checkpoint (default: the shipped one)")
     parser.add_argument("--steps", type=int, default=600, help="episode step budget")
     parser.add_argument("--mode", choices=["realtime", "lockstep"], default="realtime",
                         help="bridge stepping: 20 Hz real time with the newest action, as the launch files run "

@@ -1,13 +1,14 @@
 """`tramoe-eval-libero`: closed-loop success rate of a track model + policy on LIBERO suites.
 
+    tramoe-eval-libero --suite libero_object --tasks 0 --first-init-state 30 --out runs/eval/shipped
     tramoe-eval-libero --suite libero_object --track-model models/track_moe.safetensors \\
         --policy models/policy_adaptive.safetensors --trials 20 --out runs/eval/object
     tramoe-eval-libero --suite libero_spatial libero_object --tasks 0-4 --workers 2 --out runs/eval/two_suites
 
-Runs `--trials` episodes per task from the task's fixed initial states (from --first-init-state on), each with a
-600-step budget and the track model called every step; prints the per-task table (and, for several suites, the
-paper's Spatial / Goal / Object / Long / Avg row), writes OUT/summary.json, OUT/episodes.csv and a few episode videos
-with the predicted tracks drawn (OUT/videos/).
+Without --policy it evaluates the shipped models. Runs `--trials` episodes per task from the task's fixed initial
+states (from --first-init-state on), each with a 600-step budget and the track model called every step; prints the
+per-task table (and, for several suites, the paper's Spatial / Goal / Object / Long / Avg row), writes
+OUT/summary.json, OUT/episodes.csv and a few episode videos with the predicted tracks drawn (OUT/videos/).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sys
 import tempfile
 
 from tramoe_ros.cli.arguments import parse_index_list
+from tramoe_ros.paths import shipped_policy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="one or more of libero_spatial, libero_object, libero_goal, libero_10, libero_90")
     parser.add_argument("--tasks", type=parse_index_list, default=None,
                         help="task indices, e.g. 0-9 or 0,3 (default: every task of each suite)")
-    parser.add_argument("--policy", required=True, help="policy checkpoint (.safetensors)")
+    parser.add_argument("--policy", default=None,
+                        help="policy checkpoint (.safetensors; default: the shipped models/policy_adaptive.safetensors)")
     parser.add_argument("--track-model", default=None,
                         help="track model checkpoint (default: the one the policy was trained with)")
     parser.add_argument("--trials", type=int, default=20, help="episodes per task (default 20, as the paper)")
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=int, default=2, help="episodes per task saved as video (default 2)")
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args(argv)
+    args.policy = args.policy or str(shipped_policy())
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("MESA_SHADER_CACHE_DIR", os.path.join(tempfile.gettempdir(), "tramoe_mesa_shader_cache"))
