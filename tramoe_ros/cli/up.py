@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except GraphError as e:
         parser.error(str(e))
 
+    stop = install_stop_handlers()  # before the nodes load their models: Ctrl-C then ends start-up quietly
     rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
     try:
         try:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[tramoe-up] {args.graph} graph running: {', '.join(n.get_name() for n in nodes)} (Ctrl-C stops)",
               file=sys.stderr)
         try:
-            spin_until(install_stop_handlers(), nodes, executor_for())
+            spin_until(stop, nodes, executor_for())
         finally:
             for program in programs:
                 program.terminate()

@@ -67,8 +67,12 @@ def run_node(node_factory: Callable[[], Node], name: str, args: list[str] | None
     """Console-script body: start the node, spin until SIGINT/SIGTERM, destroy it, exit.
 
     A `NodeStartupError` (invalid parameters, missing or corrupt model, device that does not open) is printed
-    as one clear line and the process exits with status 1.
+    as one clear line and the process exits with status 1. SIGINT/SIGTERM during start-up end the process
+    quietly (status 0) once the node is made.
     """
+    # Before the node is made: a Ctrl-C while models or a simulator load only sets the flag, and the node, once
+    # made, is destroyed in order instead of a KeyboardInterrupt tearing through the loading code.
+    stop = install_stop_handlers()
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = node_factory()
@@ -76,8 +80,10 @@ def run_node(node_factory: Callable[[], Node], name: str, args: list[str] | None
         rclpy.try_shutdown()
         print(f"[{name}] cannot start: {e}", file=sys.stderr)
         exit_now(1)
+    if stop.is_set():
+        print(f"[{name}] stopped while starting", file=sys.stderr)
     try:
-        spin_until(install_stop_handlers(), [node], SingleThreadedExecutor())
+        spin_until(stop, [node], SingleThreadedExecutor())
     finally:
         rclpy.try_shutdown()
     exit_now(0)
