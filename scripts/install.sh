@@ -29,6 +29,12 @@ if stale python-deps requirements.txt; then
   echo "[install] torch, ROS 2 wheels, LIBERO and Python dependencies (first time: a few minutes)"
   pip_quiet install torch==2.13.0
   pip_quiet install -r requirements.txt
+  # Venvs made before requirements.txt named LIBERO's opencv-python had opencv-python-headless too; both install
+  # into one cv2 folder, so removing one deletes the other's files: remove it, then restore opencv-python's.
+  if "$VENV/bin/python" -m pip show -q opencv-python-headless 2>/dev/null; then
+    pip_quiet uninstall -y opencv-python-headless
+    pip_quiet install --force-reinstall --no-deps "$(grep -E '^opencv-python' requirements.txt)"
+  fi
   touch "$STAMPS/python-deps"
 fi
 

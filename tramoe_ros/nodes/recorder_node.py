@@ -25,7 +25,8 @@ from tramoe_ros.ros.runtime import run_node
 
 PARAMS = [
     Param("topics", [], "topics to record", not_empty, kind="str[]"),
-    Param("output", "", "bag folder to create (must not exist); empty: runs/bags/tramoe_<date>_<time>"),
+    Param("output", "", "bag folder to create (must not exist); empty: runs/bags/tramoe_<date>_<time> under the "
+                        "working directory (logged as an absolute path)"),
     Param("discovery_period_s", 0.5, "how often to look for recorded topics that have appeared", positive),
     Param("background", False, "write at idle priority: only with the CPU the control path leaves (messages wait "
                                "in the subscriptions' queues meanwhile)"),
@@ -48,7 +49,7 @@ class RecorderNode(Node):
         self.bag = None  # set before anything can fail, for destroy_node
         super().__init__("recorder_node", **node_kwargs)
         self.params = declare_params(self, PARAMS)
-        self.path = Path(self.params["output"] or time.strftime("runs/bags/tramoe_%Y%m%d_%H%M%S"))
+        self.path = Path(self.params["output"] or time.strftime("runs/bags/tramoe_%Y%m%d_%H%M%S")).absolute()
         try:
             self.bag = BagWriter(self.path)
         except BagError as e:

@@ -80,7 +80,8 @@ _COMMON_ARGUMENTS = (
     Argument("track_model", "", "track model checkpoint (.safetensors); empty: the parameters file's"),
     Argument("policy_model", "", "policy checkpoint (.safetensors); empty: the parameters file's"),
     Argument("record", "false", "record the graph's topics to a rosbag2 MCAP bag"),
-    Argument("bag", "", "bag folder to create; empty: runs/bags/tramoe_<date>_<time>"),
+    Argument("bag", "", "bag folder to create; empty: runs/bags/tramoe_<date>_<time> under the directory the graph "
+                        "is started from (the recorder logs the absolute path)"),
     Argument("rviz", "false", "start rviz2 with config/tramoe.rviz (camera images and track overlays)"),
     Argument("params_file", "", "node parameters file; empty: config/<graph>.yaml"),
 )
