@@ -61,6 +61,8 @@ def test_arguments_override_typed_parameters_and_enable_optional_nodes():
     assert nodes["policy_node"].overrides == {"track_model_path": "t.st"}
     assert nodes["recorder_node"].overrides == {"output": "/tmp/b"}
     assert nodes["rviz2"].node_class is None and nodes["rviz2"].package == "rviz2"
+    # Closing the viewer must not stop the robot; every other node is essential (its exit ends a launch).
+    assert [n for n, spec in nodes.items() if not spec.essential] == ["rviz2"]
     assert nodes["rviz2"].arguments == ("-d", str(config_path("tramoe.rviz")))
     camera = next(n for n in resolve("real") if n.name == "camera_agentview")
     assert camera.remappings == (("image_raw", topics.camera_image("agentview")),)

@@ -9,8 +9,10 @@ import yaml
 pytest.importorskip("launch_ros.actions", reason="launch_ros is not installed (it is not on PyPI)")
 
 from launch import LaunchContext  # noqa: E402
-from launch.actions import OpaqueFunction  # noqa: E402
+from launch.actions import LogInfo, OpaqueFunction, Shutdown  # noqa: E402
+from launch_ros.actions import Node  # noqa: E402
 
+from tramoe_ros.ros import launch_description as graph_launch  # noqa: E402
 from tramoe_ros.ros.graph import GRAPHS, resolve  # noqa: E402
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
@@ -32,10 +34,27 @@ def nodes_of(description, arguments: dict[str, str]):
         context.launch_configurations[declared.name] = arguments.get(
             declared.name, "".join(s.perform(context) for s in declared.default_value))
     opaque = next(e for e in description.entities if isinstance(e, OpaqueFunction))
-    nodes = opaque.execute(context)
-    for node in nodes:
-        node._perform_substitutions(context)  # names, parameter files and remappings, as executing would
-    return nodes
+    actions = opaque.execute(context)
+    for action in actions:
+        if isinstance(action, Node):
+            action._perform_substitutions(context)  # names, parameter files and remappings, as executing would
+    return actions
+
+
+@pytest.fixture(autouse=True)
+def every_package_installed(monkeypatch):
+    """rviz2 counts as installed unless a test says otherwise: the node lists do not depend on this machine."""
+    monkeypatch.setattr(graph_launch, "package_installed", lambda package: True)
+
+
+def on_exit_actions(node: Node) -> list:
+    """The actions a launch_ros Node runs when its process exits (launch keeps them in a private attribute of the
+    class that defines them: ExecuteProcess, or ExecuteLocal in newer releases)."""
+    for cls in type(node).__mro__:
+        value = node.__dict__.get(f"_{cls.__name__}__on_exit")
+        if value is not None:
+            return value if isinstance(value, list) else [value]
+    return []
 
 
 @pytest.mark.parametrize("file_name, graph, arguments", CASES, ids=[c[1] for c in CASES])
@@ -65,3 +84,21 @@ def test_launch_file_starts_the_described_nodes(file_name, graph, arguments, wit
                 overrides.update(section["ros__parameters"])
             Path(path).unlink()
         assert overrides == spec.overrides  # typed: instruction "0" stays a string, max_steps an integer
+
+
+@pytest.mark.parametrize("file_name, graph, arguments", CASES, ids=[c[1] for c in CASES])
+def test_an_essential_node_that_exits_ends_the_launch(file_name, graph, arguments):
+    nodes = nodes_of(launch_description(file_name), arguments)
+    for node in nodes:
+        name = node.node_name.rsplit("/", 1)[1]
+        shuts_down = any(isinstance(a, Shutdown) for a in on_exit_actions(node))
+        assert shuts_down == (name != "rviz2"), name  # closing the viewer does not stop the robot
+
+
+def test_rviz_that_is_not_installed_is_left_out_with_a_message(monkeypatch):
+    monkeypatch.setattr(graph_launch, "package_installed", lambda package: package != "rviz2")
+    actions = nodes_of(launch_description("libero_sim.launch.py"), {"rviz": "true"})
+    nodes = [a for a in actions if isinstance(a, Node)]
+    assert [n.node_name.rsplit("/", 1)[1] for n in nodes] == [s.name for s in resolve("sim", {"rviz": "false"})]
+    (message,) = [a for a in actions if isinstance(a, LogInfo)]
+    assert "rviz2 is not installed" in "".join(str(getattr(m, "text", m)) for m in message.msg)

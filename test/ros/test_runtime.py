@@ -40,3 +40,27 @@ def test_ctrl_c_during_start_up_ends_the_node_quietly(tmp_path):
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert "stopped while starting" in output
     assert marker.read_text() == "destroyed"
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process handles SIGTERM (SigCgt in /proc/<pid>/status). Python catches SIGINT from its start,
+    SIGTERM only when a program asks: tramoe_ros.nodes.start sets both, SIGINT first."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+def test_ctrl_c_while_a_node_imports_ends_it_quietly():
+    """`python -m tramoe_ros.nodes.start <node>` (what the console scripts and ProcessGraph run) catches the signal
+    before the node's module imports torch and the models' code."""
+    process = subprocess.Popen([sys.executable, "-m", "tramoe_ros.nodes.start", "track_node"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while process.poll() is None and not _catches_sigterm(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)  # the handler is in; the node's imports (seconds of them) have just begun
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert "[track_node] stopped while starting" in output

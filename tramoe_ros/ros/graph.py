@@ -51,6 +51,7 @@ class NodeSpec:
     remappings: tuple[tuple[str, str], ...] = ()
     condition: str | None = None  # a boolean launch argument that must be true for the node to run
     rviz_config: bool = False  # pass `-d config/tramoe.rviz` (rviz2 only)
+    essential: bool = True  # the graph cannot work without it: its exit ends the launch (not so a viewer)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class ResolvedNode:
     overrides: dict[str, Any] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
     arguments: tuple[str, ...] = ()
+    essential: bool = True
 
 
 _COMMON_ARGUMENTS = (
@@ -99,7 +101,7 @@ def _policy_node(*bindings: Binding) -> NodeSpec:
 _OBSERVERS = (
     NodeSpec("recorder_node", "recorder_node", "tramoe_ros.nodes.recorder_node:RecorderNode",
              bindings=(Binding("bag", "output"),), condition="record"),
-    NodeSpec("rviz2", "rviz2", None, package="rviz2", condition="rviz", rviz_config=True),
+    NodeSpec("rviz2", "rviz2", None, package="rviz2", condition="rviz", rviz_config=True, essential=False),
 )
 
 GRAPHS: dict[str, GraphSpec] = {
@@ -194,5 +196,6 @@ def resolve(graph: str, arguments: dict[str, str] | None = None) -> list[Resolve
             name=node.name, package=node.package, executable=node.executable, node_class=node.node_class,
             params_file=params_file if node.node_class else None, overrides=overrides,
             remappings=node.remappings,
-            arguments=("-d", str(config_path("tramoe.rviz"))) if node.rviz_config else ()))
+            arguments=("-d", str(config_path("tramoe.rviz"))) if node.rviz_config else (),
+            essential=node.essential))
     return nodes

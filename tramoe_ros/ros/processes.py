@@ -6,9 +6,9 @@ Python (robosuite's controller), so every other node's Python work (message hand
 op dispatch) delays it; measured on 2 cores with the shipped models: the real-time sim graph kept 15-16 simulation
 steps per second with recording in one process, 20 in a process per node (docs/ros-graph.md).
 
-Each node runs `python -m <its module>` with the graph's parameters file, its launch-argument overrides (a
-parameters file of their own, so every value keeps its type) and remappings; its output goes to
-`<log_dir>/<node>.log`. Leaving the block sends SIGINT to every node (bags close, simulators are released) and
+Each node runs `python -m tramoe_ros.nodes.start <node>` (as its console script does) with the graph's parameters
+file, its launch-argument overrides (a parameters file of their own, so every value keeps its type) and remappings;
+its output goes to `<log_dir>/<node>.log`. Leaving the block sends SIGINT to every node (bags close, simulators are released) and
 waits for them.
 """
 from __future__ import annotations
@@ -48,8 +48,9 @@ class ProcessGraph:
 
     def command(self, spec: ResolvedNode) -> list[str]:
         """The command line that starts `spec` alone."""
-        module = spec.node_class.split(":")[0]
-        command = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={spec.name}"]
+        # As the node's console script starts it (tramoe_ros.nodes.start: quiet if stopped while importing).
+        command = [sys.executable, "-m", "tramoe_ros.nodes.start", spec.executable, "--ros-args", "-r",
+                   f"__node:={spec.name}"]
         if spec.params_file:
             command += ["--params-file", spec.params_file]
         if spec.overrides:
