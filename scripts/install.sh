@@ -25,10 +25,10 @@ stale() {  # stale STAMP INPUT...: true when STAMP is missing or older than an i
   return 1
 }
 
-if stale python-deps requirements.txt; then
+if stale python-deps requirements.txt requirements-ros-pypi.txt; then
   echo "[install] torch, ROS 2 wheels, LIBERO and Python dependencies (first time: a few minutes)"
   pip_quiet install torch==2.13.0
-  pip_quiet install -r requirements.txt
+  pip_quiet install -r requirements-ros-pypi.txt -r requirements.txt
   # Venvs made before requirements.txt named LIBERO's opencv-python had opencv-python-headless too; both install
   # into one cv2 folder, so removing one deletes the other's files: remove it, then restore opencv-python's.
   if "$VENV/bin/python" -m pip show -q opencv-python-headless 2>/dev/null; then
