@@ -60,3 +60,17 @@ def test_startup_errors_are_clear_and_fatal(tiny_models, corrupt_model, tmp_path
             assert "Traceback" not in output, f"{name}: a traceback instead of a clear message\n{output}"
     finally:
         stop_all(running.values())
+
+
+def test_tramoe_up_ends_when_a_node_of_its_graph_cannot_start(tmp_path):
+    """The real graph on a machine without the robot: tramoe-up does not run on with the nodes that could start;
+    it ends with status 1 and says which node could not start and why (as the launch files do)."""
+    up = NodeProcess("tramoe_ros.cli.up", ["real", "track_model:=" + str(tmp_path / "absent.safetensors")],
+                     tmp_path / "up.log")
+    try:
+        status = up.wait(timeout=120)
+        output = up.output()
+    finally:
+        stop_all([up])
+    assert status == 1, output
+    assert "[tramoe-up] cannot start" in output and "Traceback" not in output, output
