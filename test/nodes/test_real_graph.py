@@ -1,7 +1,7 @@
 """The real-robot graph from config/real.yaml, started by `tramoe-up real` in one process, with two video files as
 cameras and the ros2_control arm backend: camera frames -> tracks -> actions -> joint trajectories."""
 import yaml
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 from tramoe_msgs.msg import PolicyAction, TrackArray
@@ -11,7 +11,7 @@ from node_fixtures import NodeProcess, write_video
 from tramoe_ros.paths import config_path
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.conversions import stamp_to_ns
-from tramoe_ros.ros.qos import RELIABLE_QOS
+from tramoe_ros.ros.qos import IMAGE_QOS, RELIABLE_QOS
 
 
 def real_params(tmp_path) -> tuple[dict, list[str]]:
@@ -33,8 +33,11 @@ def real_params(tmp_path) -> tuple[dict, list[str]]:
 def test_real_graph_cameras_to_joint_trajectories(driver, tmp_path):
     params, joints = real_params(tmp_path)
     node = driver.node
-    tracks, actions, trajectories = [], [], []
+    tracks, actions, trajectories, frames = [], [], [], []
     node.create_subscription(TrackArray, topics.TRACKS, tracks.append, RELIABLE_QOS)
+    for view in ("agentview", "eye_in_hand"):
+        node.create_subscription(Image, topics.camera_image(view),
+                                 lambda m: frames.append(stamp_to_ns(m.header.stamp)), IMAGE_QOS)
     node.create_subscription(PolicyAction, topics.POLICY_ACTION, actions.append, RELIABLE_QOS)
     node.create_subscription(JointTrajectory, topics.joint_trajectory("arm_controller"), trajectories.append,
                              RELIABLE_QOS)
@@ -54,7 +57,11 @@ def test_real_graph_cameras_to_joint_trajectories(driver, tmp_path):
         assert up.stop() == 0, up.output()
     assert [v.view for v in tracks[-1].views] == ["agentview", "eye_in_hand"]
     assert {v.header.frame_id for v in tracks[-1].views} == {"agentview", "eye_in_hand"}
-    assert stamp_to_ns(actions[-1].header.stamp) in {stamp_to_ns(t.header.stamp) for t in tracks}
+    # In real time (config/real.yaml) an action carries the stamp of the newest camera frame of its image pair, and
+    # its tracks came from frames no newer (the track model runs beside the policy).
+    stamp = stamp_to_ns(actions[-1].header.stamp)
+    assert stamp in set(frames)
+    assert min(stamp_to_ns(t.header.stamp) for t in tracks) <= stamp
     assert actions[-1].dimension == 12
     assert trajectories[-1].joint_names == joints and len(trajectories[-1].points[0].positions) == 12
     # Each command moves at most ros2_control.max_step from the present position (0 here).
