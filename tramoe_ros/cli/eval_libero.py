@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=parse_index_list, default=None,
                         help="task indices, e.g. 0-9 or 0,3 (default: every task of each suite)")
     parser.add_argument("--policy", default=None,
-                        help="policy checkpoint (.safetensors; default: the shipped models/policy_adaptive.safetensors)")
+                        help="policy checkpoint (.safetensors; default: the shipped "
+                             "models/policy_adaptive.safetensors)")
     parser.add_argument("--track-model", default=None,
                         help="track model checkpoint (default: the one the policy was trained with)")
     parser.add_argument("--trials", type=int, default=20, help="episodes per task (default 20, as the paper)")

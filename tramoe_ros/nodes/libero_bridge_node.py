@@ -13,10 +13,11 @@ Modes:
   the tick's scheduled time (a robot applies a command when it arrives, not only on a clock edge). The wait counts
   from the schedule, not from when the tick's callback runs: after a step that overran its period the next one
   waits only for what is left, so the steps stay on the control-rate schedule and the simulation keeps real time
-  (a wait counted from the callback made every later step wait the whole grace and miss its action). A step without a new action repeats the standing one, as a controller keeps its
-  last command: LIBERO's actions are end-effector deltas, so zero motion would be a stall the policy never saw in
-  its demonstrations, while its consecutive actions differ little. A standing action expires after `command_timeout_s`; then the
-  step applies zero motion and keeps the gripper command (the arm holds). Until the episode's first action
+  (a wait counted from the callback made every later step wait the whole grace and miss its action). A step
+  without a new action repeats the standing one, as a controller keeps its last command: LIBERO's actions are
+  end-effector deltas, so zero motion would be a stall the policy never saw in its demonstrations, while its
+  consecutive actions differ little. A standing action expires after `command_timeout_s`; then the step applies
+  zero motion and keeps the gripper command (the arm holds). Until the episode's first action
   arrives, the world waits and the first observation is re-published each period with a new stamp.
 - `lockstep`: one env step per action, and only for the action computed from the current observation (its
   header stamp equals the observation's), so an episode is deterministic whatever the timing. While waiting,

@@ -8,8 +8,8 @@ steps per second with recording in one process, 20 in a process per node (docs/r
 
 Each node runs `python -m tramoe_ros.nodes.start <node>` (as its console script does) with the graph's parameters
 file, its launch-argument overrides (a parameters file of their own, so every value keeps its type) and remappings;
-its output goes to `<log_dir>/<node>.log`. Leaving the block sends SIGINT to every node (bags close, simulators are released) and
-waits for them.
+its output goes to `<log_dir>/<node>.log`. Leaving the block sends SIGINT to every node (bags close, simulators are
+released) and waits for them.
 """
 from __future__ import annotations
 
