@@ -32,6 +32,8 @@ def cases(tiny_models, corrupt_model, tmp):
                            ["[camera_node] cannot start", "absent.mp4' is neither a device index nor"]),
         "policy without its proprio joint names": ("policy_node", {"policy_path": str(policy)},
                                                    ["proprio.joint_states: must list 7 joint names, got []"]),
+        "instruction of 2000 characters": ("instruction_node", {"instruction": "x" * 2000},
+                                           ["instruction: has 2000 characters, more than 1000"]),
         "malformed LIBERO task": ("libero_bridge_node", {"task": "libero_object"},
                                   ["task: must be <suite>/<task index>, e.g. libero_object/0"]),
     } | ({"LIBERO task out of range": ("libero_bridge_node", {"task": "libero_object/99"},
@@ -58,6 +60,7 @@ def test_startup_errors_are_clear_and_fatal(tiny_models, corrupt_model, tmp_path
             for expected in table[name][2]:
                 assert expected in output, f"{name}: {expected!r} not in\n{output}"
             assert "Traceback" not in output, f"{name}: a traceback instead of a clear message\n{output}"
+            assert max(len(line) for line in output.splitlines()) < 1000, f"{name}: unbounded log line"
     finally:
         stop_all(running.values())
 

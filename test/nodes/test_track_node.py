@@ -145,3 +145,27 @@ def test_stopped_camera_is_reported_stale(driver, io, track_node):
     driver.spin_until(stale_reported, 5, "a stale-camera diagnostic")
     assert received.diagnostics[-1].level == received.diagnostics[-1].WARN
     assert track_node.alive()
+
+
+def test_overlong_instruction_and_fields_are_refused_and_not_logged_whole(driver, io, track_node):
+    """A 1 MB /instruction is not taken as the task (the previous one stays), and neither it nor a 100 kB image
+    encoding string reaches the log whole."""
+    cameras, received = io
+    node = driver.node
+    flood = node.create_publisher(String, topics.INSTRUCTION, LATCHED_QOS)
+    flood.publish(String(data="pick " * 200_000))
+    stamp = ns_to_stamp(node.get_clock().now().nanoseconds)
+    cameras["agentview"].publish(Image(header=Header(stamp=stamp, frame_id="agentview"), height=1, width=1,
+                                       encoding="x" * 100_000, step=3, data=bytes(3)))
+
+    def counted() -> bool:
+        values = received.last_values() if received.diagnostics else {}
+        return "dropped/instruction_too_long" in values and "dropped/unknown_encoding" in values
+
+    driver.spin_until(counted, 10, "the overlong instruction and encoding counted in diagnostics")
+    before = len(received.tracks)
+    publish_set(driver, cameras, node.get_clock().now().nanoseconds, np.random.default_rng(2))
+    driver.spin_until(lambda: len(received.tracks) > before, 20, "tracks with the previous instruction")
+    node.destroy_publisher(flood)
+    assert track_node.alive()
+    assert max(len(line) for line in track_node.output().splitlines()) < 2000

@@ -70,6 +70,14 @@ def test_goals_move_the_arm_within_the_step_and_joint_limits(follower):
                                [1.9, 0.0])
 
 
+def test_limit_goal_refuses_values_that_are_not_finite():
+    """NaN passes np.clip unchanged; the driver's goal function refuses it, naming the joints."""
+    with pytest.raises(ValueError, match=r"target of joint\(s\) \[1\] is not finite"):
+        limit_goal(np.array([0.0, np.nan]), np.zeros(2), 0.1, -np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match=r"present position of joint\(s\) \[0\]"):
+        limit_goal(np.zeros(2), np.array([np.inf, 0.0]), 0.1, -np.ones(2), np.ones(2))
+
+
 def test_retries_hide_single_corrupt_answers_and_report_persistent_ones(follower):
     bus, arm = follower
     arm.connect()

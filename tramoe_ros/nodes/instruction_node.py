@@ -10,11 +10,13 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from tramoe_ros.ros import topics
-from tramoe_ros.ros.params import Param, allow_runtime_changes, declare_params, not_empty
+from tramoe_ros.ros.conversions import MAX_INSTRUCTION_CHARS, instruction_problem
+from tramoe_ros.ros.params import Param, allow_runtime_changes, declare_params
 from tramoe_ros.ros.qos import LATCHED_QOS
 from tramoe_ros.ros.runtime import run_node
 
-PARAMS = [Param("instruction", "", "the task instruction, e.g. 'put the bowl on the plate'", not_empty)]
+PARAMS = [Param("instruction", "", "the task instruction, e.g. 'put the bowl on the plate' (at most "
+                                   f"{MAX_INSTRUCTION_CHARS} characters)", instruction_problem)]
 
 
 class InstructionNode(Node):

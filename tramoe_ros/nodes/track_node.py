@@ -28,7 +28,8 @@ from tramoe_ros.data.sampling import sample_double_grid
 from tramoe_ros.models.language import LanguageEncoderError
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.ros import topics
-from tramoe_ros.ros.conversions import image_from_rgb, ns_to_stamp, rgb_from_image, stamp_to_ns, tracks_to_msg
+from tramoe_ros.ros.conversions import (image_from_rgb, instruction_from_msg, ns_to_stamp, rgb_from_image, stamp_to_ns,
+                                        tracks_to_msg)
 from tramoe_ros.ros.cpu_share import BackgroundThread, set_torch_threads
 from tramoe_ros.ros.diagnostics import NodeHealth
 from tramoe_ros.ros.errors import MalformedMessage, NodeStartupError
@@ -103,13 +104,15 @@ class TrackNode(Node):
                                f"views {self.views}")
 
     def _on_instruction(self, msg: String) -> None:
-        if not msg.data.strip():
-            self.health.drop("empty_instruction", "ignored an empty instruction")
+        try:
+            instruction = instruction_from_msg(msg)
+        except MalformedMessage as e:
+            self.health.drop(e)  # the previous instruction stays
             return
         self.health.seen(topics.INSTRUCTION)
-        if msg.data != self._instruction:
-            self.get_logger().info(f"instruction: {msg.data!r}")
-        self._instruction = msg.data
+        if instruction != self._instruction:
+            self.get_logger().info(f"instruction: {instruction!r}")
+        self._instruction = instruction
 
     def _on_image(self, view: str, msg: Image) -> None:
         self._background.apply()

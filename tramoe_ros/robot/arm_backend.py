@@ -211,7 +211,10 @@ class DynamixelBackend(ArmBackend):
             if age > self.stale_after_s:
                 raise ArmNotReady(f"joint positions are {age:.2f} s old (servo bus not answering)")
             target = self.lower + (action.astype(np.float64) + 1.0) / 2.0 * (self.upper - self.lower)
-            self._goal = limit_goal(target, self._present, self.max_step, self.lower, self.upper)
+            try:
+                self._goal = limit_goal(target, self._present, self.max_step, self.lower, self.upper)
+            except ValueError as e:
+                raise ArmNotReady(f"refused a command: {e}") from None
             self._hold_requested = False
 
     def hold(self) -> None:

@@ -217,7 +217,15 @@ def limit_goal(target: np.ndarray, present: np.ndarray, max_step: float, lower: 
                upper: np.ndarray) -> np.ndarray:
     """The goal to send for `target`: `target` clamped to [lower, upper], then moved at most `max_step` from
     `present` (0: unlimited). All (J,) joint values. A joint outside its range (moved there by hand) is brought
-    back step by step rather than in one jump."""
+    back step by step rather than in one jump.
+
+    Raises:
+        ValueError: a target or present value is not finite (NaN passes every clamp), naming the joints
+    """
+    for name, values in (("target", target), ("present position", present)):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise ValueError(f"{name} of joint(s) {bad.tolist()} is not finite: {np.asarray(values)[bad].tolist()}")
     goal = np.clip(target, lower, upper)
     if max_step > 0:
         goal = present + np.clip(goal - present, -max_step, max_step)

@@ -11,13 +11,15 @@ from typing import Sequence
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 from tramoe_msgs.msg import PolicyAction, Tracks
 
 from tramoe_ros.ros.errors import MalformedMessage
 
 # Encodings accepted on input, with their channel counts; images are always published as rgb8.
 IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+# An instruction is a sentence (the paper's LIBERO tasks: 30-90 characters; the sentence encoder reads 256 tokens).
+MAX_INSTRUCTION_CHARS = 1000
 
 
 def stamp_to_ns(stamp: Time) -> int:
@@ -151,3 +153,26 @@ def joint_positions(msg: JointState, names: Sequence[str]) -> np.ndarray:
         raise MalformedMessage("nonfinite_joint_state", f"joint positions contain NaN or infinite values: "
                                                         f"{dict(zip(names, positions))}")
     return positions
+
+
+def instruction_problem(text: str) -> str | None:
+    """Why `text` cannot be a task instruction (empty, or longer than MAX_INSTRUCTION_CHARS); None when it can."""
+    if not text.strip():
+        return "is empty"
+    if len(text) > MAX_INSTRUCTION_CHARS:
+        return f"has {len(text)} characters, more than {MAX_INSTRUCTION_CHARS}"
+    return None
+
+
+def instruction_from_msg(msg: String) -> str:
+    """The instruction of a /instruction message.
+
+    Raises:
+        MalformedMessage: empty, or longer than MAX_INSTRUCTION_CHARS (the message's text is not repeated)
+    """
+    problem = instruction_problem(msg.data)
+    if problem == "is empty":
+        raise MalformedMessage("empty_instruction", "ignored an empty instruction")
+    if problem:
+        raise MalformedMessage("instruction_too_long", f"ignored an instruction that {problem}")
+    return msg.data

@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
 from tramoe_ros.ros import topics
-from tramoe_ros.ros.errors import MalformedMessage
+from tramoe_ros.ros.errors import MalformedMessage, bounded
 from tramoe_ros.ros.qos import RELIABLE_QOS
 
 WARNING_INTERVAL_S = 5.0
@@ -67,7 +67,7 @@ class NodeHealth:
     def drop(self, error: MalformedMessage | str, detail: str = "") -> None:
         """Count a dropped message under its reason and warn, at most once per reason every few seconds."""
         reason = error.reason if isinstance(error, MalformedMessage) else error
-        detail = str(error) if isinstance(error, MalformedMessage) else detail
+        detail = bounded(str(error) if isinstance(error, MalformedMessage) else detail)
         self.counts[f"dropped/{reason}"] += 1
         now = time.monotonic()
         if now - self._last_warning.get(reason, -WARNING_INTERVAL_S) >= WARNING_INTERVAL_S:

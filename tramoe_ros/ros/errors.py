@@ -19,3 +19,12 @@ class MalformedMessage(ValueError):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
         self.reason = reason
+
+
+MAX_LOGGED_DETAIL_CHARS = 300
+
+
+def bounded(text: str, limit: int = MAX_LOGGED_DETAIL_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how long it was: a message's fields or a parameter (an encoding, a
+    joint name, an instruction) can be of any length, a log line should not be."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -16,7 +16,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from tramoe_ros.paths import share_dir
-from tramoe_ros.ros.errors import ParameterError
+from tramoe_ros.ros.errors import ParameterError, bounded
 
 # Parameter kinds and what a value of each must be, for error messages.
 KINDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string",
@@ -95,11 +95,11 @@ def declare_params(node: Node, params: list[Param]) -> dict[str, Any]:
         try:
             value = coerce(kind, value)
         except ValueError as e:
-            errors.append(f"{p.name}: {e}, got {value!r}")
+            errors.append(f"{p.name}: {e}, got {bounded(repr(value))}")
             continue
         problem = p.check(value) if p.check else None
         if problem:
-            errors.append(f"{p.name}: {problem}, got {value!r}")
+            errors.append(f"{p.name}: {problem}, got {bounded(repr(value))}")
             continue
         values[p.name] = value
     if errors:
