@@ -223,6 +223,28 @@ def test_a_servo_that_stops_answering_disables_the_arm_until_it_answers(robot):
     assert shafts(robot.buses)[2] > before + 0.2  # servo 3 takes goals again
 
 
+def test_a_servo_hardware_error_disables_the_arm_and_a_power_cycle_recovers_it(robot):
+    """An overload turns servo 2's torque off: the arm node notices within a cycle, disables the arm and names
+    arm, servo and fault; enabling is refused until the servo is power-cycled, then turns its torque on again."""
+    robot.send(0.0, seconds=0.1)
+    robot.buses["right"].hardware_fault(2, 1 << 5)
+    fault = robot.diag("fault", unlike="none", timeout=5)
+    assert "arm 'right'" in fault and "servo 2: overload" in fault, fault
+    robot.diag("enabled", "False")
+    refused = robot.call(robot.enable_client, SetBool.Request(data=True))
+    assert not refused.success and "servo 2: overload" in refused.message
+    assert robot.buses["right"].register(2, ct.TORQUE_ENABLE) == 0 and robot.process.alive()
+    robot.buses["right"].power_cycle(2)
+    robot.node.spin_for(0.3)
+    assert robot.call(robot.enable_client, SetBool.Request(data=True)).success
+    robot.diag("fault", "none")
+    robot.node.spin_for(0.2)
+    assert robot.buses["right"].register(2, ct.TORQUE_ENABLE) == 1
+    before = shafts(robot.buses)[7]
+    robot.send(1.0, seconds=0.3)
+    assert shafts(robot.buses)[7] > before + 0.2  # servo 2 of the right arm takes goals again
+
+
 def test_shutdown_leaves_the_arms_holding(robot):
     status = robot.process.stop()
     assert status == 0, robot.process.log.read_text()
@@ -259,3 +281,4 @@ def test_missing_port_is_a_clear_startup_error_leaving_the_other_arm_safe(tmp_pa
         left = buses["left"]
         assert [left.register(i, ct.TORQUE_ENABLE) for i in range(1, 7)] == [1] * 6
         assert [left.register(i, ct.BUS_WATCHDOG) for i in range(1, 7)] == [0] * 6
+

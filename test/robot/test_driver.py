@@ -166,3 +166,30 @@ def test_a_joint_past_the_turn_boundary_reads_in_its_range(tmp_path):
         assert arm.read().positions[0] == pytest.approx(1.0, abs=2e-3)
         assert registers(bus, ct.PRESENT_POSITION)[0] < ct.TICKS_PER_REV
         arm.close(torque_off=True)
+
+
+OVERLOAD, OVERHEATING = 1 << 5, 1 << 2
+
+
+def test_a_hardware_error_during_control_is_noticed_in_the_next_cycle(follower):
+    """The servo turns its torque off and sets the alert bit of its status packets; sync reads used to drop that
+    byte. The next cycle raises, naming the arm, the servo and the fault."""
+    bus, arm = follower
+    arm.connect()
+    arm.enable_torque()
+    arm.cycle(None)
+    bus.hardware_fault(3, OVERLOAD | OVERHEATING)
+    with pytest.raises(DynamixelError, match=r"arm 'left'.*servo 3: overheating, overload.*torque is off"):
+        arm.cycle(None)
+    assert bus.register(3, ct.TORQUE_ENABLE) == 0
+
+
+def test_torque_that_a_servo_refuses_is_not_reported_on(follower):
+    """A servo with a latched hardware error accepts Torque_Enable = 1 and keeps its torque off: the read-back
+    catches it."""
+    bus, arm = follower
+    arm.connect()
+    bus.hardware_fault(5, OVERLOAD)
+    with pytest.raises(DynamixelError, match=r"servo 5: overload"):
+        arm.enable_torque()
+    assert not arm.torque_on

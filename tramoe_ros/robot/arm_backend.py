@@ -140,6 +140,7 @@ class DynamixelBackend(ArmBackend):
         self._arm_errors: dict[str, str] = {}  # arm -> its current communication error
         self._fault: str | None = None  # latched until the arm is enabled again
         self._fault_handled = False
+        self._torque_wanted = False  # enabled again: the bus thread turns torque back on where it went off
         self.estopped = False
         self._publish_times: deque[float] = deque(maxlen=10_000)  # appended by the bus thread only
 
@@ -163,10 +164,13 @@ class DynamixelBackend(ArmBackend):
             with self._lock:
                 goal, self._goal = self._goal, None
                 hold, self._hold_requested = self._hold_requested, False
+                torque, self._torque_wanted = self._torque_wanted, False
             stamp = self.node.get_clock().now().to_msg()
             positions, velocities, errors = [], [], {}
             for arm, part in zip(self.arms, self._slices):
                 try:
+                    if torque and not arm.torque_on:  # a servo's hardware error turned it off (then a reboot)
+                        arm.enable_torque()  # goal = present first; verified by read-back
                     reading = arm.hold() if hold else arm.cycle(None if goal is None else goal[part])
                 except DynamixelError as e:
                     errors[arm.name] = str(e)
@@ -247,6 +251,7 @@ class DynamixelBackend(ArmBackend):
             with self._lock:
                 self.estopped = False
                 self._fault = None
+                self._torque_wanted = True
 
     def _supervise(self) -> None:
         """Act on a fault the bus thread latched: disable the arm node (which holds), in the executor's thread."""

@@ -51,6 +51,10 @@ TORQUE_ENABLE = Register("torque_enable", 64, 1)
 LED = Register("led", 65, 1)
 STATUS_RETURN_LEVEL = Register("status_return_level", 68, 1)
 HARDWARE_ERROR_STATUS = Register("hardware_error_status", 70, 1)
+# Hardware_Error_Status bits (X series e-manual). A servo that sets one turns its torque off and sets the alert bit
+# (0x80) of every status packet until it is rebooted.
+HARDWARE_ERRORS = {0: "input voltage error", 2: "overheating", 3: "motor encoder error", 4: "electrical shock",
+                   5: "overload"}
 POSITION_P_GAIN = Register("position_p_gain", 84, 2)
 BUS_WATCHDOG = Register("bus_watchdog", 98, 1, signed=True)
 GOAL_PWM = Register("goal_pwm", 100, 2, signed=True)
@@ -101,3 +105,9 @@ MODELS_BY_NAME = {m.name: m for m in MODELS.values()}
 
 def model_name(number: int) -> str:
     return MODELS[number].name if number in MODELS else f"unknown model {number}"
+
+
+def describe_hardware_error(status: int) -> str:
+    """The faults a Hardware_Error_Status value names, e.g. "overheating, overload"."""
+    names = [name for bit, name in HARDWARE_ERRORS.items() if status & (1 << bit)]
+    return ", ".join(names) or f"no hardware error bit set ({status})"

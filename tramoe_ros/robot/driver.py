@@ -70,6 +70,29 @@ class _Port(PortHandler):
         self.packet_timeout = self.tx_time_per_byte * packet_length + self.latency_timer_ms * 2.0 + 2.0
 
 
+class _StatusKeepingSyncRead(GroupSyncRead):
+    """dynamixel_sdk's GroupSyncRead keeps each servo's data but drops its status packet's error byte, where a
+    servo sets the alert bit once a hardware error (overload, overheating, ...) has turned its torque off: a limp
+    joint would go unnoticed. This one keeps them: `errors`, servo ID -> the error byte of its last status."""
+
+    def __init__(self, port, packets, start_address: int, data_length: int):
+        super().__init__(port, packets, start_address, data_length)
+        self.errors: dict[int, int] = {}
+
+    def rxPacket(self):
+        self.last_result = False
+        if not self.data_dict:
+            return COMM_NOT_AVAILABLE
+        result = COMM_RX_FAIL
+        for servo_id in self.data_dict:
+            self.data_dict[servo_id], result, self.errors[servo_id] = self.ph.readRx(self.port, servo_id,
+                                                                                  self.data_length)
+            if result != COMM_SUCCESS:
+                return result
+        self.last_result = True
+        return result
+
+
 class ServoBus:
     """One serial port with Protocol 2.0 servos, through dynamixel_sdk.
 
@@ -140,6 +163,8 @@ class ServoBus:
     def _check_status(self, servo_id: int, error: int, what: str) -> None:
         if error & ERROR_ALERT:
             self.alerts.add(servo_id)
+        else:
+            self.alerts.discard(servo_id)  # rebooted since
         code = error & ~ERROR_ALERT
         if code:
             raise DynamixelError(f"servo {servo_id} on {self.port} refused {what}: "
@@ -190,7 +215,8 @@ class ServoBus:
         key = (tuple(ids), first.address, length)
         group = self._sync_readers.get(key)
         if group is None:
-            group = self._sync_readers[key] = GroupSyncRead(self._port, self._packets, first.address, length)
+            group = self._sync_readers[key] = _StatusKeepingSyncRead(self._port, self._packets, first.address,
+                                                                     length)
             for servo_id in ids:
                 group.addParam(servo_id)
         try:
@@ -198,6 +224,8 @@ class ServoBus:
         except DynamixelError as e:
             absent = self.missing(ids)
             raise DynamixelError(f"{e}" + (f"; servo(s) {absent} do not answer" if absent else "")) from None
+        for servo_id in ids:
+            self._check_status(servo_id, group.errors.get(servo_id, 0), f"sync read of {first.name}..{last.name}")
         return {servo_id: bytes(group.getData(servo_id, first.address + k, 1) for k in range(length))
                 for servo_id in ids}
 
@@ -334,10 +362,32 @@ class DynamixelArm:
 
     # -- cycle -----------------------------------------------------------------------------------------------
 
+    def _hardware_fault(self, servo_ids: list[int], what: str) -> DynamixelError:
+        """The error for servos that report a hardware error (their alert bit, or torque that did not come on):
+        which servo, which fault, what to do."""
+        faults = []
+        for servo_id in servo_ids:
+            try:
+                status = self.bus.read(servo_id, ct.HARDWARE_ERROR_STATUS)
+                faults.append(f"servo {servo_id}: {ct.describe_hardware_error(status)}")
+            except DynamixelError as e:
+                faults.append(f"servo {servo_id}: hardware error status unreadable ({e})")
+        return DynamixelError(f"{self._describe()}: {what}: {'; '.join(faults)}. The servo's torque is off (the "
+                              f"joint is limp). Remove the cause (load, heat, supply voltage), then power-cycle the "
+                              f"arm's servos (a reboot clears the error) and enable the arm again")
+
     def read(self) -> JointReading:
-        """Sync-read present velocity and position of every servo."""
+        """Sync-read present velocity and position of every servo.
+
+        Raises:
+            DynamixelError: the bus failed, or a servo reports a hardware error (its torque is off), naming it
+        """
         now = time.monotonic()
         data = self.bus.sync_read(self.ids, ct.PRESENT_VELOCITY, ct.PRESENT_POSITION)
+        alerted = [i for i in self.ids if i in self.bus.alerts]
+        if alerted:
+            self.torque_on = False  # not on every servo any more: enable_torque turns it on again
+            raise self._hardware_fault(alerted, "hardware error")
         offset = ct.PRESENT_POSITION.address - ct.PRESENT_VELOCITY.address
         ticks = np.array([ct.PRESENT_POSITION.decode(data[i][offset:]) for i in self.ids], np.int64)
         units = np.array([ct.PRESENT_VELOCITY.decode(data[i]) for i in self.ids], np.int64)
@@ -381,6 +431,10 @@ class DynamixelArm:
         self.hold()
         for servo_id in self.ids:
             self.bus.write(servo_id, ct.TORQUE_ENABLE, 1)
+        # Read back: a servo with a latched hardware error accepts the write and keeps its torque off.
+        refused = [i for i in self.ids if not self.bus.read(i, ct.TORQUE_ENABLE)]
+        if refused:
+            raise self._hardware_fault(refused, "torque did not come on")
         self.torque_on = True
         self._set_watchdog(self.watchdog_units)
 

@@ -91,6 +91,25 @@ class EmulatedServo:
         self.table[register.address:register.address + register.size] = bytes(register.encode(value))
 
     @property
+    def hardware_error(self) -> int:
+        return self.table[ct.HARDWARE_ERROR_STATUS.address]
+
+    def fail(self, hardware_error: int) -> None:
+        """A hardware error (Hardware_Error_Status bits): the torque goes off and stays off, and every status
+        packet carries the alert bit, until the servo is rebooted."""
+        self.table[ct.HARDWARE_ERROR_STATUS.address] |= hardware_error
+        self.table[ct.TORQUE_ENABLE.address] = 0
+
+    def restart(self) -> None:
+        """Power cycle (or Protocol 2.0 reboot): RAM back to its power-on values: no hardware error, torque off,
+        bus watchdog off, goal = present position."""
+        for register in (ct.HARDWARE_ERROR_STATUS, ct.TORQUE_ENABLE, ct.BUS_WATCHDOG):
+            self._set(register, 0)
+        self.watchdog_error = False
+        self._target = self.shaft
+        self._set(ct.GOAL_POSITION, self.present_position())
+
+    @property
     def torque(self) -> bool:
         return bool(self.table[ct.TORQUE_ENABLE.address])
 
@@ -174,6 +193,8 @@ class EmulatedServo:
             if not low <= goal <= high:
                 return p.ERROR_DATA_LIMIT
         was_on = self.torque
+        if self.hardware_error and new[ct.TORQUE_ENABLE.address]:
+            new[ct.TORQUE_ENABLE.address] = 0  # a latched hardware error keeps the torque off until a reboot
         self.table = new
         if touches(ct.BUS_WATCHDOG) and value(ct.BUS_WATCHDOG) == 0:
             self.watchdog_error = False
@@ -267,6 +288,17 @@ class EmulatedBus:
         with self.lock:
             self._drop = n
 
+    def hardware_fault(self, servo_id: int, hardware_error: int) -> None:
+        """Servo `servo_id` latches a hardware error (Hardware_Error_Status bits, e.g. 1 << 5 overload): its
+        torque goes off (the joint goes limp) and its status packets carry the alert bit."""
+        with self.lock:
+            self.servos[servo_id].fail(hardware_error)
+
+    def power_cycle(self, servo_id: int) -> None:
+        """Servo `servo_id` loses power and comes back: a latched hardware error is cleared, its torque is off."""
+        with self.lock:
+            self.servos[servo_id].restart()
+
     def disconnect(self, servo_id: int) -> None:
         """The servo stops answering and hearing (a loose cable): its bus watchdog, if set, stops it."""
         with self.lock:
@@ -307,6 +339,8 @@ class EmulatedBus:
         if self._drop > 0:
             self._drop -= 1
             return b""
+        if servo_id in self.servos and self.servos[servo_id].hardware_error:
+            error |= p.ERROR_ALERT
         packet = bytearray(p.status_packet(servo_id, error, params))
         if self._corrupt > 0:
             self._corrupt -= 1
