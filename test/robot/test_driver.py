@@ -193,3 +193,56 @@ def test_torque_that_a_servo_refuses_is_not_reported_on(follower):
     with pytest.raises(DynamixelError, match=r"servo 5: overload"):
         arm.enable_torque()
     assert not arm.torque_on
+
+
+
+def test_late_replies_never_become_values(follower):
+    """A slow servo answers after the driver's timeout, while the driver already waits for the answer to its next
+    request: every value read is the true one, or the read fails with a DynamixelError; a late answer is never
+    decoded as another register's value."""
+    bus, arm = follower
+    arm.connect()
+    arm.bus.retries = 0  # each late answer then lands in the next request's wait
+    timeout_s = (2 * LATENCY_TIMER_MS + 2) / 1e3
+    truth = {r: bus.register(1, r) for r in (ct.OPERATING_MODE, ct.PRESENT_POSITION, ct.HOMING_OFFSET)}
+    for _ in range(3):
+        bus.late_replies(len(truth), delay_s=1.3 * timeout_s)
+        for register, value in truth.items():
+            try:
+                assert arm.bus.read(1, register) == value, register.name
+            except DynamixelError:
+                pass
+    arm.bus.retries = 2
+    time.sleep(2 * timeout_s)  # the last late answer
+    assert {r: arm.bus.read(1, r) for r in truth} == truth
+
+
+def test_an_answer_later_than_the_settling_time_is_skipped_by_its_length(follower):
+    """An answer to a 1-byte read that comes 2.5 timeouts late lands while the driver waits for the (also late)
+    answer to a 4-byte read: it is skipped, and the 4-byte read fails instead of decoding it."""
+    bus, arm = follower
+    arm.connect()
+    arm.bus.retries = 0
+    timeout_s = (2 * LATENCY_TIMER_MS + 2) / 1e3
+    position = bus.register(1, ct.PRESENT_POSITION)
+    bus.late_replies(2, delay_s=2.5 * timeout_s)
+    with pytest.raises(DynamixelError):
+        arm.bus.read(1, ct.OPERATING_MODE)
+    try:
+        assert arm.bus.read(1, ct.PRESENT_POSITION) == position
+    except DynamixelError:
+        pass
+    assert arm.bus._packets.stale_replies == 1
+
+
+def test_a_retry_is_not_answered_by_the_late_answer_to_the_failed_attempt(follower):
+    """With retries, the bus falls silent and is flushed before each retry: late answers are discarded and the
+    reads succeed with their true values."""
+    bus, arm = follower
+    arm.connect()
+    timeout_s = (2 * LATENCY_TIMER_MS + 2) / 1e3
+    truth = {r: bus.register(1, r) for r in (ct.OPERATING_MODE, ct.PRESENT_POSITION, ct.HOMING_OFFSET)}
+    for register, value in truth.items():
+        bus.late_replies(1, delay_s=1.3 * timeout_s)
+        assert arm.bus.read(1, register) == value, register.name
+    assert arm.bus.stats.retries == len(truth)

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from dynamixel_sdk import (COMM_NOT_AVAILABLE, COMM_PORT_BUSY, COMM_RX_CORRUPT, COMM_RX_FAIL, COMM_RX_TIMEOUT,
-                           COMM_SUCCESS, COMM_TX_ERROR, COMM_TX_FAIL, GroupSyncRead, GroupSyncWrite, PacketHandler,
-                           PortHandler)
+                           COMM_SUCCESS, COMM_TX_ERROR, COMM_TX_FAIL, GroupSyncRead, GroupSyncWrite, PortHandler)
+from dynamixel_sdk.protocol2_packet_handler import (PKT_ERROR, PKT_ID, PKT_INSTRUCTION, PKT_LENGTH_H, PKT_LENGTH_L,
+                                                    PKT_PARAMETER0, Protocol2PacketHandler)
+from dynamixel_sdk.robotis_def import BROADCAST_ID, INST_READ, INST_WRITE
 from serial import SerialException
 
 from tramoe_ros.robot import control_table as ct
@@ -70,6 +72,54 @@ class _Port(PortHandler):
         self.packet_timeout = self.tx_time_per_byte * packet_length + self.latency_timer_ms * 2.0 + 2.0
 
 
+def _reply_length(packet) -> int:
+    """The LENGTH field of a Protocol 2.0 packet: instruction/error byte + parameters + CRC."""
+    return packet[PKT_LENGTH_L] | packet[PKT_LENGTH_H] << 8
+
+
+class _MatchedReplies(Protocol2PacketHandler):
+    """dynamixel_sdk's Protocol 2.0 handler takes the first status packet of the right servo as the answer. A late
+    answer to an earlier request (a slow servo, after the driver's timeout) would then become the value of this one,
+    decoded with this request's length: observed, Present_Position -3060988 for 2935. Here an answer must also have
+    the length this request's answer has (a READ: its data length; a WRITE: none); other packets are skipped, and
+    the request times out and is retried if its answer does not come."""
+
+    def __init__(self):
+        super().__init__()
+        self.stale_replies = 0
+
+    def _answers(self, packet, servo_id: int, data_length: int) -> bool:
+        if packet[PKT_ID] != servo_id:
+            return False
+        if _reply_length(packet) == data_length + 4:
+            return True
+        self.stale_replies += 1
+        return False
+
+    def txRxPacket(self, port, txpacket):
+        instruction = txpacket[PKT_INSTRUCTION]
+        if instruction not in (INST_READ, INST_WRITE) or txpacket[PKT_ID] == BROADCAST_ID:
+            return super().txRxPacket(port, txpacket)
+        data_length = (txpacket[PKT_PARAMETER0 + 2] | txpacket[PKT_PARAMETER0 + 3] << 8
+                       if instruction == INST_READ else 0)
+        rxpacket, result, error = super().txRxPacket(port, txpacket)
+        while result == COMM_SUCCESS and not self._answers(rxpacket, txpacket[PKT_ID], data_length):
+            port.is_using = True  # the SDK's receive step releases the port after each packet
+            rxpacket, result = self.rxPacket(port, False)
+        return rxpacket, result, rxpacket[PKT_ERROR] if result == COMM_SUCCESS else error
+
+    def readRx(self, port, dxl_id, length):
+        """One servo's part of a SYNC READ, checked as txRxPacket checks a READ's answer."""
+        while True:
+            rxpacket, result = self.rxPacket(port, False)
+            if result != COMM_SUCCESS or self._answers(rxpacket, dxl_id, length):
+                break
+            port.is_using = True
+        if result != COMM_SUCCESS:
+            return [], result, 0
+        return list(rxpacket[PKT_PARAMETER0 + 1:PKT_PARAMETER0 + 1 + length]), result, rxpacket[PKT_ERROR]
+
+
 class _StatusKeepingSyncRead(GroupSyncRead):
     """dynamixel_sdk's GroupSyncRead keeps each servo's data but drops its status packet's error byte, where a
     servo sets the alert bit once a hardware error (overload, overheating, ...) has turned its torque off: a limp
@@ -107,8 +157,9 @@ class ServoBus:
         self.retries = retries
         self.stats = BusStats()
         self.alerts: set[int] = set()  # servos whose status packets carry the hardware-error alert bit
+        self._unsettled = False  # an answer may still be on its way: settle before the next request
         self._port = _Port(port, latency_timer_ms)
-        self._packets = PacketHandler(2.0)
+        self._packets = _MatchedReplies()
         self.last_instruction_time = 0.0  # time.monotonic() of the last instruction sent
         self._sync_readers: dict[tuple, GroupSyncRead] = {}
 
@@ -140,12 +191,23 @@ class ServoBus:
         """Run one dynamixel_sdk call, turning serial I/O errors into DynamixelError."""
         if not self._port.is_open:
             raise DynamixelError(f"serial port {self.port} is not open")
-        self.last_instruction_time = time.monotonic()
         try:
+            self._settle()
+            self.last_instruction_time = time.monotonic()
             return call(*args)
         except _SERIAL_ERRORS as e:
             self._port.is_using = False  # the SDK leaves its busy flag set when a call raises
             raise DynamixelError(f"serial I/O on {self.port} failed ({e}): was the USB adapter unplugged?") from None
+
+    def _settle(self) -> None:
+        """After a request whose answer did not come (or came corrupt), give the bus one answer's timeout to fall
+        silent and flush it before the next request: the late answer is discarded instead of being taken for the
+        next request's, which Protocol 2.0 cannot tell apart when it comes from the same servo with the same
+        length (`_MatchedReplies` skips the others, however late)."""
+        if self._unsettled:
+            self._unsettled = False
+            time.sleep((self._port.latency_timer_ms * 2.0 + 2.0) / 1e3)
+            self._port.clearPort()
 
     def _retrying(self, what: str, call, *args):
         """Call until it communicates (COMM_SUCCESS), at most 1 + retries times; returns the call's result."""
@@ -154,6 +216,7 @@ class ServoBus:
             comm = result[-2] if isinstance(result, tuple) else result
             if comm == COMM_SUCCESS:
                 return result
+            self._unsettled = True
             if attempt < self.retries:
                 self.stats.retries += 1
         self.stats.failures += 1

@@ -254,6 +254,7 @@ class EmulatedBus:
         self._parser = p.PacketParser()
         self._corrupt = 0
         self._drop = 0
+        self._late, self._late_delay_s = 0, 0.0
         self.crc_errors = 0  # instruction packets received with a bad CRC
 
     def fileno(self) -> int:
@@ -282,6 +283,20 @@ class EmulatedBus:
         """Send the next `n` status packets with a wrong CRC."""
         with self.lock:
             self._corrupt = n
+
+    def late_replies(self, n: int, delay_s: float) -> None:
+        """Send the next `n` status packets `delay_s` late: a slow servo whose answer comes after the driver's
+        timeout, while the driver may already wait for the answer to another request."""
+        with self.lock:
+            self._late, self._late_delay_s = n, delay_s
+
+    def _send_late(self, packet: bytes) -> None:
+        with self.lock:
+            if self._master >= 0:
+                try:
+                    os.write(self._master, packet)
+                except OSError:
+                    pass  # unplugged meanwhile
 
     def drop_replies(self, n: int) -> None:
         """Do not answer the next `n` packets that need an answer."""
@@ -345,6 +360,10 @@ class EmulatedBus:
         if self._corrupt > 0:
             self._corrupt -= 1
             packet[-1] ^= 0xFF
+        if self._late > 0:
+            self._late -= 1
+            threading.Timer(self._late_delay_s, self._send_late, args=(bytes(packet),)).start()
+            return b""
         return bytes(packet)
 
     def _handle(self, packet: p.Packet, now: float) -> bytes:
