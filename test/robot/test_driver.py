@@ -246,3 +246,16 @@ def test_a_retry_is_not_answered_by_the_late_answer_to_the_failed_attempt(follow
         bus.late_replies(1, delay_s=1.3 * timeout_s)
         assert arm.bus.read(1, register) == value, register.name
     assert arm.bus.stats.retries == len(truth)
+
+
+def test_a_slow_servo_is_named(follower):
+    """A servo whose turn in the sync read comes too late, though it answers a ping in time, is named as slow."""
+    bus, arm = follower
+    arm.connect()
+    timeout_s = (2 * LATENCY_TIMER_MS + 2) / 1e3
+    bus.slow(4, 1.5 * timeout_s)
+    with pytest.raises(DynamixelError, match=r"servo 4 did not answer in time but answers a ping: slow"):
+        arm.read()
+    bus.slow(4, 0.0)
+    time.sleep(2 * timeout_s)
+    arm.read()  # on time again

@@ -128,9 +128,11 @@ class _StatusKeepingSyncRead(GroupSyncRead):
     def __init__(self, port, packets, start_address: int, data_length: int):
         super().__init__(port, packets, start_address, data_length)
         self.errors: dict[int, int] = {}
+        self.unanswered: int | None = None  # the servo whose answer did not come (in time) in the last read
 
     def rxPacket(self):
         self.last_result = False
+        self.unanswered = None
         if not self.data_dict:
             return COMM_NOT_AVAILABLE
         result = COMM_RX_FAIL
@@ -138,6 +140,7 @@ class _StatusKeepingSyncRead(GroupSyncRead):
             self.data_dict[servo_id], result, self.errors[servo_id] = self.ph.readRx(self.port, servo_id,
                                                                                   self.data_length)
             if result != COMM_SUCCESS:
+                self.unanswered = servo_id
                 return result
         self.last_result = True
         return result
@@ -285,8 +288,13 @@ class ServoBus:
         try:
             self._retrying(f"sync read of {first.name}..{last.name} from servos {ids}", group.txRxPacket)
         except DynamixelError as e:
-            absent = self.missing(ids)
-            raise DynamixelError(f"{e}" + (f"; servo(s) {absent} do not answer" if absent else "")) from None
+            late, absent = group.unanswered, self.missing(ids)
+            if late is not None and late not in absent:
+                # It answers a ping: slow (or its answers come garbled), not gone.
+                raise DynamixelError(f"{e}; servo {late} did not answer in time but answers a ping: slow, "
+                                     f"overloaded or a noisy line") from None
+            raise DynamixelError(f"{e}" + (f"; servo(s) {absent} do not answer (not even a ping)" if absent
+                                           else "")) from None
         for servo_id in ids:
             self._check_status(servo_id, group.errors.get(servo_id, 0), f"sync read of {first.name}..{last.name}")
         return {servo_id: bytes(group.getData(servo_id, first.address + k, 1) for k in range(length))

@@ -255,6 +255,7 @@ class EmulatedBus:
         self._corrupt = 0
         self._drop = 0
         self._late, self._late_delay_s = 0, 0.0
+        self._slow: dict[int, float] = {}  # servo ID -> how late all its status packets are
         self.crc_errors = 0  # instruction packets received with a bad CRC
 
     def fileno(self) -> int:
@@ -289,6 +290,16 @@ class EmulatedBus:
         timeout, while the driver may already wait for the answer to another request."""
         with self.lock:
             self._late, self._late_delay_s = n, delay_s
+
+    def slow(self, servo_id: int, delay_s: float) -> None:
+        """Servo `servo_id` answers its turn in SYNC READs `delay_s` late from now on (0: on time again): alive,
+        but slow. Its answers to single requests stay on time, as a marginally slow servo's do: alone it has the
+        driver's whole window, in a SYNC READ only what the servos before it leave."""
+        with self.lock:
+            if delay_s > 0:
+                self._slow[servo_id] = delay_s
+            else:
+                self._slow.pop(servo_id, None)
 
     def _send_late(self, packet: bytes) -> None:
         with self.lock:
@@ -350,7 +361,7 @@ class EmulatedBus:
             except OSError:
                 pass  # unplugged meanwhile
 
-    def _reply(self, servo_id: int, error: int, params: bytes = b"") -> bytes:
+    def _reply(self, servo_id: int, error: int, params: bytes = b"", delay_s: float = 0.0) -> bytes:
         if self._drop > 0:
             self._drop -= 1
             return b""
@@ -362,7 +373,9 @@ class EmulatedBus:
             packet[-1] ^= 0xFF
         if self._late > 0:
             self._late -= 1
-            threading.Timer(self._late_delay_s, self._send_late, args=(bytes(packet),)).start()
+            delay_s = max(delay_s, self._late_delay_s)
+        if delay_s > 0:
+            threading.Timer(delay_s, self._send_late, args=(bytes(packet),)).start()
             return b""
         return bytes(packet)
 
@@ -383,7 +396,7 @@ class EmulatedBus:
                 for servo_id in params[4:]:
                     if servo_id in live:
                         error, data = live[servo_id].read(address, length)
-                        out += self._reply(servo_id, error, data)
+                        out += self._reply(servo_id, error, data, self._slow.get(servo_id, 0.0))
                 return out
             if packet.instruction == p.SYNC_WRITE and len(params) >= 4:
                 address, length = params[0] | params[1] << 8, params[2] | params[3] << 8
