@@ -60,6 +60,7 @@ class Robot:
         self.actions = n.create_publisher(PolicyAction, topics.POLICY_ACTION, RELIABLE_QOS)
         self.enable_client = n.create_client(SetBool, "/arm_node/enable")
         self.estop_client = n.create_client(Trigger, "/arm_node/estop")
+        self.reboot_client = n.create_client(Trigger, "/arm_node/reboot_servos")
 
     def wait_started(self):
         # Diagnostics come once the node spins; the arm's joint states already while it is being built.
@@ -223,9 +224,10 @@ def test_a_servo_that_stops_answering_disables_the_arm_until_it_answers(robot):
     assert shafts(robot.buses)[2] > before + 0.2  # servo 3 takes goals again
 
 
-def test_a_servo_hardware_error_disables_the_arm_and_a_power_cycle_recovers_it(robot):
+def test_a_servo_hardware_error_disables_the_arm_and_a_reboot_recovers_it(robot):
     """An overload turns servo 2's torque off: the arm node notices within a cycle, disables the arm and names
-    arm, servo and fault; enabling is refused until the servo is power-cycled, then turns its torque on again."""
+    arm, servo and fault; enabling is refused until ~/reboot_servos has rebooted the servo, then turns its torque
+    on again."""
     robot.send(0.0, seconds=0.1)
     robot.buses["right"].hardware_fault(2, 1 << 5)
     fault = robot.diag("fault", unlike="none", timeout=5)
@@ -234,7 +236,8 @@ def test_a_servo_hardware_error_disables_the_arm_and_a_power_cycle_recovers_it(r
     refused = robot.call(robot.enable_client, SetBool.Request(data=True))
     assert not refused.success and "servo 2: overload" in refused.message
     assert robot.buses["right"].register(2, ct.TORQUE_ENABLE) == 0 and robot.process.alive()
-    robot.buses["right"].power_cycle(2)
+    rebooted = robot.call(robot.reboot_client, Trigger.Request())
+    assert rebooted.success and "rebooted right servo 2" in rebooted.message, rebooted.message
     robot.node.spin_for(0.3)
     assert robot.call(robot.enable_client, SetBool.Request(data=True)).success
     robot.diag("fault", "none")

@@ -20,7 +20,10 @@ gripper 0..1; velocities) at `joint_states_rate_hz`. `hold` (the arm node's watc
 position the goal. The `~/estop` service (std_srvs/Trigger) holds, disables the arm and refuses actions until
 ~/enable is called with true. A failing arm (a servo that stops answering, the adapter unplugged) is a fault: its
 answering servos hold their last read position, the silent ones stop on their bus watchdog, the arm node is
-disabled, and enabling is refused until the arm answers again. On shutdown the arms hold, or go limp
+disabled, and enabling is refused until the arm answers again. A servo's hardware error (overload, overheating,
+...: its torque goes off) is such a fault too, named with its decoded Hardware_Error_Status; once the cause is
+removed, the `~/reboot_servos` service (std_srvs/Trigger) reboots the servos that report one (Protocol 2.0
+Reboot), and enabling turns their torque on again. On shutdown the arms hold, or go limp
 (`on_shutdown: torque_off`).
 """
 from __future__ import annotations
@@ -50,6 +53,7 @@ from tramoe_ros.ros.qos import RELIABLE_QOS
 
 SUPERVISE_PERIOD_S = 0.05  # how often faults found by the bus thread are acted on (in the executor's thread)
 RATE_WINDOW_S = 1.0  # the published joint-state rate is measured over this window
+REBOOT_BUDGET_S = 10.0  # ~/reboot_servos waits this long for the bus thread to reboot the faulted servos
 
 
 def _ids_check(values: list[int]) -> str | None:
@@ -141,11 +145,15 @@ class DynamixelBackend(ArmBackend):
         self._fault: str | None = None  # latched until the arm is enabled again
         self._fault_handled = False
         self._torque_wanted = False  # enabled again: the bus thread turns torque back on where it went off
+        self._reboot = threading.Event()  # ~/reboot_servos asked the bus thread to reboot faulted servos
+        self._rebooted = threading.Event()
+        self._reboot_result = ""
         self.estopped = False
         self._publish_times: deque[float] = deque(maxlen=10_000)  # appended by the bus thread only
 
         self._publisher = node.create_publisher(JointState, topics.JOINT_STATES, RELIABLE_QOS)
         node.create_service(Trigger, "~/estop", self._on_estop)
+        node.create_service(Trigger, "~/reboot_servos", self._on_reboot_servos)
         node.add_on_set_parameters_callback(self._check_enable)
         node.add_post_set_parameters_callback(self._on_parameters_set)
         node.create_timer(SUPERVISE_PERIOD_S, self._supervise)
@@ -161,6 +169,8 @@ class DynamixelBackend(ArmBackend):
     def _bus_loop(self) -> None:
         pacer = Pacer(self.rate_hz, self._stop.wait)
         while not self._stop.is_set():
+            if self._reboot.is_set():
+                self._reboot_faulted_servos()
             with self._lock:
                 goal, self._goal = self._goal, None
                 hold, self._hold_requested = self._hold_requested, False
@@ -225,6 +235,30 @@ class DynamixelBackend(ArmBackend):
         with self._lock:
             self._goal = None
             self._hold_requested = True
+
+    def _reboot_faulted_servos(self) -> None:
+        """On the bus thread: reboot every servo that reports a hardware error; the result for the service."""
+        done = []
+        try:
+            for arm in self.arms:
+                done += [f"{arm.name} servo {i}" for i in arm.reboot_faulted()]
+            self._reboot_result = (f"rebooted {', '.join(done)}; enable the arm to turn their torque on" if done
+                                   else "no servo reports a hardware error")
+        except DynamixelError as e:
+            self._reboot_result = f"reboot failed: {e}"
+        self._reboot.clear()
+        self._rebooted.set()
+
+    def _on_reboot_servos(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._rebooted.clear()
+        self._reboot.set()
+        if not self._rebooted.wait(REBOOT_BUDGET_S):
+            response.success, response.message = False, f"the reboot did not finish within {REBOOT_BUDGET_S} s"
+            return response
+        response.success = not self._reboot_result.startswith("reboot failed")
+        response.message = self._reboot_result
+        self.node.get_logger().info(f"~/reboot_servos: {self._reboot_result}")
+        return response
 
     def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:

@@ -44,6 +44,7 @@ _STATUS_ERRORS = {1: "result fail", 2: "instruction error", 3: "CRC error", 4: "
                   5: "data length error", 6: "data limit error", 7: "access error"}
 
 
+REBOOT_TIME_S = 2.0  # a rebooted servo answers again within this
 WATCHDOG_CHECK_CYCLES = 10  # control cycles between reads of the followers' bus watchdog state
 # What a vanished serial device raises through pyserial.
 _SERIAL_ERRORS = (SerialException, OSError, termios.error)
@@ -243,6 +244,21 @@ class ServoBus:
         model, _, error = self._retrying(f"ping of servo {servo_id}", self._packets.ping, self._port, servo_id)
         self._check_status(servo_id, error, "ping")
         return model
+
+    def reboot(self, servo_id: int) -> None:
+        """Protocol 2.0 REBOOT: the servo restarts (RAM to power-on values: torque off, a latched hardware error
+        cleared); returns once it answers a ping again. Raises DynamixelError when it does not."""
+        self._retrying(f"reboot of servo {servo_id}", self._packets.reboot, self._port, servo_id)
+        deadline = time.monotonic() + REBOOT_TIME_S
+        while True:
+            time.sleep(0.05)
+            try:
+                self.ping(servo_id)
+                return
+            except DynamixelError:
+                if time.monotonic() > deadline:
+                    raise DynamixelError(f"servo {servo_id} on {self.port} did not answer within "
+                                         f"{REBOOT_TIME_S} s of its reboot") from None
 
     def missing(self, ids: list[int]) -> list[int]:
         """The servos of `ids` that do not answer a ping."""
@@ -444,8 +460,8 @@ class DynamixelArm:
             except DynamixelError as e:
                 faults.append(f"servo {servo_id}: hardware error status unreadable ({e})")
         return DynamixelError(f"{self._describe()}: {what}: {'; '.join(faults)}. The servo's torque is off (the "
-                              f"joint is limp). Remove the cause (load, heat, supply voltage), then power-cycle the "
-                              f"arm's servos (a reboot clears the error) and enable the arm again")
+                              f"joint is limp). Remove the cause (load, heat, supply voltage), then reboot the servo "
+                              f"(the arm node's ~/reboot_servos service, or a power cycle) and enable the arm again")
 
     def read(self) -> JointReading:
         """Sync-read present velocity and position of every servo.
@@ -533,6 +549,19 @@ class DynamixelArm:
                 self.bus.write(servo_id, ct.BUS_WATCHDOG, self.watchdog_units)
             self.watchdog_recoveries += 1
         return tripped
+
+    def reboot_faulted(self) -> list[int]:
+        """Reboot the servos that report a hardware error (their cause removed), then configure them again (a
+        reboot resets their RAM: goal current, bus watchdog); torque stays off until `enable_torque`. Returns
+        their IDs."""
+        faulted = [i for i in self.ids if i in self.bus.alerts]
+        for servo_id in faulted:
+            self.bus.reboot(servo_id)
+        if faulted:
+            self._configure()
+            self.torque_on = False
+            self.read()
+        return faulted
 
     def close(self, torque_off: bool) -> None:
         """Leave the arm: holding where it is with torque on (the watchdog disarmed, so it keeps holding), or

@@ -320,11 +320,6 @@ class EmulatedBus:
         with self.lock:
             self.servos[servo_id].fail(hardware_error)
 
-    def power_cycle(self, servo_id: int) -> None:
-        """Servo `servo_id` loses power and comes back: a latched hardware error is cleared, its torque is off."""
-        with self.lock:
-            self.servos[servo_id].restart()
-
     def disconnect(self, servo_id: int) -> None:
         """The servo stops answering and hearing (a loose cable): its bus watchdog, if set, stops it."""
         with self.lock:
@@ -413,6 +408,10 @@ class EmulatedBus:
             return b""
         if packet.instruction == p.PING:
             return self._ping(servo)
+        if packet.instruction == p.REBOOT:
+            status = self._reply(servo.servo_id, 0)
+            servo.restart()  # clears a latched hardware error; torque off
+            return status
         if packet.instruction == p.READ and len(params) == 4:
             error, data = servo.read(params[0] | params[1] << 8, params[2] | params[3] << 8)
             return self._reply(servo.servo_id, error, data)
