@@ -15,3 +15,6 @@ def test_real_graph_benchmark_counts_fresh_actions_at_the_arms():
     assert 0 < fresh <= images + 1.5, result
     assert result["graph_tracks_per_s"] > 0 and not math.isnan(result["graph_latency_ms_p50"]), result
     assert result["graph_latency_ms_p50"] <= result["graph_latency_ms_p95"], result
+    # The arm node's safety margins come from its diagnostics: readings arrive far more often than they go stale.
+    assert 0 < result["graph_joint_states_gap_ms_max"] < result["graph_stale_after_ms"], result
+    assert result["graph_arm_faults"] == 0 and result["graph_refused_commands"] >= 0, result

@@ -85,6 +85,11 @@ class ChainCounter(Node):
                 with self._lock:
                     self.arm = (time.monotonic(), {kv.key: kv.value for kv in status.values})
 
+    def arm_values(self) -> dict[str, str]:
+        """The arm node's newest /diagnostics values."""
+        with self._lock:
+            return dict(self.arm[1]) if self.arm else {}
+
     def fresh_actions(self) -> tuple[float, int]:
         """(receive time, the arm node's fresh_actions count) of its newest diagnostics."""
         with self._lock:
@@ -140,6 +145,7 @@ def measure_real_graph(seconds: float, track_cfg: TrackModelConfig, policy_cfg: 
                 actions = {k: t for k, t in probe.actions.items() if start_ns <= t < end_ns}
                 tracks = {k: t for k, t in probe.tracks.items() if start_ns <= t < end_ns}
                 images = counter.frames_between(start, end)
+                arm = counter.arm_values()
         finally:
             followers.stop()
     span = max(end - start, 1e-9)
@@ -154,6 +160,14 @@ def measure_real_graph(seconds: float, track_cfg: TrackModelConfig, policy_cfg: 
         f"{prefix}tracks_per_s": round(len(tracks) / span, 2),
         f"{prefix}tracks_latency_ms_p50": _percentile_ms(tracks, 50),
         f"{prefix}max_track_lag_ms": round(policy_params["max_track_lag_s"] * 1e3, 1),
+        # The margins of the arm node's safety limits under this load (since start): transactions repeated and
+        # failed, faults latched, commands refused (e.g. joint positions older than stale_after_ms).
+        f"{prefix}bus_retries": int(arm.get("bus_retries", 0)),
+        f"{prefix}bus_failures": int(arm.get("bus_failures", 0)),
+        f"{prefix}arm_faults": int(arm.get("faults", 0)),
+        f"{prefix}refused_commands": int(arm.get("dropped/arm_not_ready", 0)),
+        f"{prefix}joint_states_gap_ms_max": float(arm.get("joint_states_gap_ms_max", "nan")),
+        f"{prefix}stale_after_ms": float(arm.get("stale_after_ms", "nan")),
     }
 
 

@@ -53,6 +53,7 @@ from tramoe_ros.ros.qos import RELIABLE_QOS
 
 SUPERVISE_PERIOD_S = 0.05  # how often faults found by the bus thread are acted on (in the executor's thread)
 RATE_WINDOW_S = 1.0  # the published joint-state rate is measured over this window
+GAP_WINDOW = 6000  # joint-state intervals kept for the diagnostics' maximum (a minute at 100 Hz)
 REBOOT_BUDGET_S = 10.0  # ~/reboot_servos waits this long for the bus thread to reboot the faulted servos
 
 
@@ -141,6 +142,10 @@ class DynamixelBackend(ArmBackend):
         self._hold_requested = False
         self._present = np.concatenate([a.last.positions for a in self.arms])  # joint values (J,)
         self._present_time = time.monotonic()
+        # Seconds between successive readings of every arm (over the last GAP_WINDOW): how old a command's base
+        # gets under load, against `stale_after_s`.
+        self._present_gaps: deque[float] = deque(maxlen=GAP_WINDOW)
+        self._faults = 0  # faults latched since start
         self._arm_errors: dict[str, str] = {}  # arm -> its current communication error
         self._fault: str | None = None  # latched until the arm is enabled again
         self._fault_handled = False
@@ -193,9 +198,12 @@ class DynamixelBackend(ArmBackend):
                 if errors and self._fault is None:
                     self._fault = "; ".join(errors.values())
                     self._fault_handled = False
+                    self._faults += 1
                 if not errors:
                     self._present = np.concatenate(positions)
-                    self._present_time = time.monotonic()
+                    now = time.monotonic()
+                    self._present_gaps.append(now - self._present_time)
+                    self._present_time = now
             if not errors:
                 self._publisher.publish(JointState(
                     header=Header(stamp=stamp), name=self.joint_names,
@@ -309,6 +317,9 @@ class DynamixelBackend(ArmBackend):
             "fault": fault or "none",
             "arms_answering": str(not errors),
             "joint_states_hz": f"{self.joint_states_rate():.1f}",
+            "faults": str(self._faults),
+            "joint_states_gap_ms_max": f"{max(self._present_gaps, default=0.0) * 1e3:.1f}",
+            "stale_after_ms": f"{self.stale_after_s * 1e3:.0f}",
             "bus_retries": str(sum(a.bus.stats.retries for a in self.arms)),
             "bus_failures": str(sum(a.bus.stats.failures for a in self.arms)),
             "watchdog_recoveries": str(sum(a.watchdog_recoveries for a in self.arms)),
