@@ -43,7 +43,8 @@ from tramoe_msgs.msg import EpisodeStatus, PolicyAction
 from tramoe_msgs.srv import ResetEpisode
 
 from tramoe_ros.ros import topics
-from tramoe_ros.ros.conversions import action_from_msg, image_from_rgb, stamp_to_ns
+from tramoe_ros.ros.conversions import (MAX_INSTRUCTION_CHARS, action_from_msg, image_from_rgb, instruction_problem,
+                                        stamp_to_ns)
 from tramoe_ros.ros.diagnostics import NodeHealth
 from tramoe_ros.ros.errors import MalformedMessage, NodeStartupError
 from tramoe_ros.ros.params import Param, declare_params, non_negative, not_empty, one_of, positive
@@ -86,7 +87,8 @@ PARAMS = [
           non_negative),
     Param("command_timeout_s", 0.15, "realtime: a step without a new action repeats the standing one until it is "
                                      "this old, then holds the arm (zero motion)", non_negative),
-    Param("instruction", "", "instruction to publish; empty: the task's own"),
+    Param("instruction", "", f"instruction to publish (at most {MAX_INSTRUCTION_CHARS} characters); empty: the "
+                             "task's own", lambda text: instruction_problem(text) if text else None),
     Param("auto_reset", False, "start the next initial state when an episode ends"),
     Param("resend_period_s", 1.0, "lockstep: re-send the waiting observation this often", positive),
     Param("stale_after_s", 2.0, "report the action input stale after this long without a usable action",
