@@ -17,9 +17,10 @@ from tramoe_ros.config import DomainSource, PolicyTrainConfig, TrackTrainConfig,
 from tramoe_ros.data.episode import EpisodeFile
 from tramoe_ros.data.sampling import sample_double_grid
 from tramoe_ros.data.synthetic import synthetic_instructions, write_synthetic_dataset
+from tramoe_ros.models.device import select_device
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.paths import config_path
-from tramoe_ros.training.loop import fit, seed_everything, select_device
+from tramoe_ros.training.loop import fit, seed_everything
 from tramoe_ros.training.policy import PolicyTrainingTask
 from tramoe_ros.training.tracks import TrackTrainingTask
 from tramoe_ros.viz import draw_tracks, write_animation, write_png

@@ -5,10 +5,10 @@ import torch
 from einops import rearrange
 
 from tramoe_ros.config import PolicyConfig, TrackModelConfig, config_to_dict
+from tramoe_ros.models.checkpoint import save_checkpoint
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.runner import PolicyRunner
 from tramoe_ros.models.track_transformer import TrackTransformer
-from tramoe_ros.training.checkpoint import save_checkpoint
 
 POLICY = PolicyConfig(image_size=64, frame_stack=3, dim=16, spatial_depth=1, spatial_heads=2, spatial_dim_head=8,
                       spatial_mlp_dim=32, temporal_dim=16, temporal_depth=1, temporal_heads=2, temporal_dim_head=8,

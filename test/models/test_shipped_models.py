@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import yaml
 
+from tramoe_ros.models.checkpoint import load_checkpoint
 from tramoe_ros.models.runner import PolicyRunner
 from tramoe_ros.paths import config_path, model_path
 from tramoe_ros.sim.libero_env import DEFAULT_VIEWS
-from tramoe_ros.training.checkpoint import load_checkpoint
 
 TRACK, POLICY = model_path("track_moe.safetensors"), model_path("policy_adaptive.safetensors")
 SIZE_LIMIT_BYTES = 50 * 2**20

@@ -17,8 +17,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tramoe_ros.cli.train import main_tracks
 from tramoe_ros.config import TrackModelConfig, config_to_dict
 from tramoe_ros.data.datasets import domain_sample_weights
+from tramoe_ros.models.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from tramoe_ros.models.track_transformer import TrackTransformer
-from tramoe_ros.training.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from tramoe_ros.training.distributed import (DistContext, DistributedSetupError, EpochShardSampler, init_distributed,
                                              plan_batches)
 

@@ -9,9 +9,9 @@ import torch
 from tramoe_ros.cli.train import main_policy, main_tracks
 from tramoe_ros.data.episode import EpisodeFile
 from tramoe_ros.data.sampling import sample_double_grid
+from tramoe_ros.models.checkpoint import load_checkpoint
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.models.runner import PolicyRunner
-from tramoe_ros.training.checkpoint import load_checkpoint
 from tramoe_ros.training.policy import predict_episode_tracks
 from tramoe_ros.training.tracks import TrackTrainingTask
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from tramoe_ros.config import (PolicyConfig, PolicyTrainConfig, TrackModelConfig, TrackTrainConfig, config_to_dict,
                                load_config)
+from tramoe_ros.models.checkpoint import save_checkpoint
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.runner import PolicyRunner
 from tramoe_ros.models.track_transformer import TrackTransformer
@@ -32,8 +33,6 @@ def random_checkpoints(folder: Path, track_cfg: TrackModelConfig, policy_cfg: Po
                        name: str = "random") -> tuple[Path, Path]:
     """Untrained track model and policy of these sizes, saved in `folder` as <name>_track.safetensors and
     <name>_policy.safetensors (the policy names the track model): their speed is that of trained ones."""
-    from tramoe_ros.training.checkpoint import save_checkpoint
-
     track = save_checkpoint(folder / f"{name}_track.safetensors", TrackTransformer(track_cfg), "track_model",
                             config_to_dict(track_cfg), extra={"language_encoder": "minilm"})
     policy = save_checkpoint(folder / f"{name}_policy.safetensors", TrackGuidedPolicy(policy_cfg), "policy",

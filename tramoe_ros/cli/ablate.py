@@ -19,7 +19,7 @@ from pathlib import Path
 from tramoe_ros.cli.arguments import parse_index_list
 from tramoe_ros.config import ConfigError, PolicyTrainConfig, TrackTrainConfig, load_config
 from tramoe_ros.data.episode import EpisodeFormatError
-from tramoe_ros.training.checkpoint import CheckpointError
+from tramoe_ros.models.checkpoint import CheckpointError
 
 
 def main(argv: list[str] | None = None) -> int:

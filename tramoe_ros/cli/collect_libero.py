@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tramoe_ros.sim.collect import collect_task, format_report, write_report
     from tramoe_ros.sim.libero_env import EVAL_MAX_STEPS, LiberoError, num_tasks
-    from tramoe_ros.training.checkpoint import CheckpointError
+    from tramoe_ros.models.checkpoint import CheckpointError
 
     try:
         total_tasks = num_tasks(args.suite)

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tramoe_ros.sim.evaluate import EvalSettings, evaluate, format_suite_table, format_task_table, write_results
     from tramoe_ros.sim.libero_env import EVAL_MAX_STEPS, LiberoError, num_tasks
-    from tramoe_ros.training.checkpoint import CheckpointError
+    from tramoe_ros.models.checkpoint import CheckpointError
 
     def fail(message: str) -> int:
         print(f"tramoe-eval-libero: error: {message}", file=sys.stderr)

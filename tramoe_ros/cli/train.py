@@ -12,10 +12,11 @@ import sys
 
 from tramoe_ros.config import (ConfigError, PolicyTrainConfig, TrackTrainConfig, config_to_dict, load_config)
 from tramoe_ros.data.episode import EpisodeFormatError
+from tramoe_ros.models.checkpoint import CheckpointError
+from tramoe_ros.models.device import select_device
 from tramoe_ros.paths import config_path
-from tramoe_ros.training.checkpoint import CheckpointError
 from tramoe_ros.training.distributed import DistContext, DistributedSetupError, init_distributed
-from tramoe_ros.training.loop import fit, seed_everything, select_device
+from tramoe_ros.training.loop import fit, seed_everything
 from tramoe_ros.training.policy import PolicyTrainingTask
 from tramoe_ros.training.tracks import TrackTrainingTask
 

@@ -9,9 +9,9 @@ import torch
 from einops import rearrange, repeat
 
 from tramoe_ros.config import TrackModelConfig
+from tramoe_ros.models.checkpoint import load_model
 from tramoe_ros.models.language import LanguageEncoder, build_language_encoder
 from tramoe_ros.models.track_transformer import TrackTransformer
-from tramoe_ros.training.checkpoint import load_model
 
 
 class TrackPredictor:

@@ -18,10 +18,10 @@ from einops import rearrange
 
 from tramoe_ros.config import PolicyConfig
 from tramoe_ros.data.sampling import sample_double_grid
+from tramoe_ros.models.checkpoint import load_model
 from tramoe_ros.models.onnx_policy import OnnxPolicySteps, OnnxUnavailable
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.predictor import TrackPredictor
-from tramoe_ros.training.checkpoint import load_model
 
 
 class PolicyRunner:

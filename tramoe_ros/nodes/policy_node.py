@@ -32,6 +32,8 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from tramoe_msgs.msg import EpisodeStatus, PolicyAction, TrackArray
 
+from tramoe_ros.models.checkpoint import CheckpointError
+from tramoe_ros.models.device import select_device
 from tramoe_ros.models.language import LanguageEncoderError
 from tramoe_ros.models.runner import PolicyRunner
 from tramoe_ros.ros import topics
@@ -44,8 +46,6 @@ from tramoe_ros.ros.image_sets import NewestImageSet
 from tramoe_ros.ros.params import Param, declare_params, non_negative, not_empty, one_of, positive, resolve_path
 from tramoe_ros.ros.qos import IMAGE_HISTORY_QOS, JOINT_STATE_HISTORY_QOS, RELIABLE_QOS, STATUS_QOS
 from tramoe_ros.ros.runtime import run_node
-from tramoe_ros.training.checkpoint import CheckpointError
-from tramoe_ros.training.loop import select_device
 
 PARAMS = [
     Param("policy_path", "", "policy checkpoint (.safetensors); relative paths: the working directory, then the "

@@ -25,6 +25,8 @@ from std_msgs.msg import Header, String
 from tramoe_msgs.msg import TrackArray
 
 from tramoe_ros.data.sampling import sample_double_grid
+from tramoe_ros.models.checkpoint import CheckpointError
+from tramoe_ros.models.device import select_device
 from tramoe_ros.models.language import LanguageEncoderError
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.ros import topics
@@ -37,8 +39,6 @@ from tramoe_ros.ros.image_sets import NewestImageSet
 from tramoe_ros.ros.params import Param, declare_params, non_negative, not_empty, one_of, positive, resolve_path
 from tramoe_ros.ros.qos import IMAGE_QOS, LATCHED_QOS, LATEST_IMAGE_QOS, RELIABLE_QOS
 from tramoe_ros.ros.runtime import run_node
-from tramoe_ros.training.checkpoint import CheckpointError
-from tramoe_ros.training.loop import select_device
 from tramoe_ros.viz import draw_tracks
 
 PARAMS = [

@@ -23,7 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tramoe_ros.config import MaskMode, PolicyTrainConfig, TrackTrainConfig, config_to_dict  # noqa: E402
-from tramoe_ros.training.loop import fit, seed_everything, select_device  # noqa: E402
+from tramoe_ros.models.device import select_device  # noqa: E402
+from tramoe_ros.training.loop import fit, seed_everything  # noqa: E402
 
 RESULT_NAME = "result.json"
 

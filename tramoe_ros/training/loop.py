@@ -22,19 +22,9 @@ import torch
 from tqdm import tqdm
 
 from tramoe_ros.config import OptimConfig, Precision, TrainConfig
-from tramoe_ros.training.checkpoint import load_train_state, save_train_state
+from tramoe_ros.models.checkpoint import load_train_state, save_train_state
 from tramoe_ros.training.curves import plot_history
 from tramoe_ros.training.distributed import DistContext, rank_seed, sync_gradients
-
-
-def select_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def seed_everything(seed: int) -> None:

@@ -14,9 +14,9 @@ from tramoe_ros.config import PolicyTrainConfig, config_to_dict
 from tramoe_ros.data.datasets import PolicyDataset
 from tramoe_ros.data.episode import EpisodeFile
 from tramoe_ros.data.sampling import sample_double_grid
+from tramoe_ros.models.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.predictor import TrackPredictor
-from tramoe_ros.training.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from tramoe_ros.training.data_split import split_episodes
 from tramoe_ros.training.distributed import DistContext, StepLoader, plan_batches, shard_loader
 

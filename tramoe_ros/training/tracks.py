@@ -8,9 +8,9 @@ import torch
 
 from tramoe_ros.config import TrackTrainConfig, config_to_dict
 from tramoe_ros.data.datasets import TrackDataset, domain_sample_weights
+from tramoe_ros.models.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from tramoe_ros.models.language import build_language_encoder
 from tramoe_ros.models.track_transformer import TrackTransformer, track_loss
-from tramoe_ros.training.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from tramoe_ros.training.data_split import domain_ratios, split_episodes
 from tramoe_ros.training.distributed import DistContext, StepLoader, plan_batches, shard_loader
 

@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from tramoe_ros.config import TrackModelConfig, config_to_dict
+from tramoe_ros.models.checkpoint import (CheckpointError, load_checkpoint, load_train_state, load_weights,
+                                            save_checkpoint)
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.models.track_transformer import TrackTransformer
-from tramoe_ros.training.checkpoint import (CheckpointError, load_checkpoint, load_train_state, load_weights,
-                                            save_checkpoint)
 
 CFG = TrackModelConfig(image_size=64, dim=32, depth=2, heads=2, moe_layers=[1])
 
