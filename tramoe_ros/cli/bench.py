@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     keep_dds_local()
     if args.what == "robot":
-        from tramoe_ros.robot.bench import bench_robot
+        from tramoe_ros.bench.robot import bench_robot
 
         result = bench_robot(args.seconds)
         if args.graph_seconds > 0:

@@ -1,3 +1,3 @@
 """The real dual-arm robot (two Koch arms on Dynamixel servos): the control table, Protocol 2.0 framing, a servo
-emulator, the driver, calibration, cameras and leader -> follower teleoperation, all without ROS; `arm_backend`
-(the arm node's `dynamixel` backend) and the `/joint_states` part of `bench` use ROS."""
+emulator, the driver, calibration, cameras and leader -> follower teleoperation. No ROS: the arm node's `dynamixel`
+backend is `tramoe_ros.ros.dynamixel_backend`, the robot benchmark `tramoe_ros.bench.robot`."""

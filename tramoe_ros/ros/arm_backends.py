@@ -5,7 +5,7 @@ the watchdog, the enable switch); a backend only turns a safe action into comman
 - `ros2_control`: maps the normalised action to joint positions within configured limits and sends a
   trajectory_msgs/JointTrajectory to /<controller>/joint_trajectory (a JointTrajectoryController), reading the
   present positions from /joint_states.
-- `dynamixel`: the real dual-arm robot's servo driver, provided by `tramoe_ros.robot.arm_backend`.
+- `dynamixel`: the real dual-arm robot's servo driver, provided by `tramoe_ros.ros.dynamixel_backend`.
 
 A new backend subclasses `ArmBackend` and is named in `BACKENDS` ("module:Class"); it is imported only when
 selected, so a backend's dependencies (a serial driver) are not needed by the others.
@@ -31,7 +31,7 @@ from tramoe_ros.ros.qos import RELIABLE_QOS
 BACKENDS = {
     "libero": "tramoe_ros.ros.arm_backends:LiberoBackend",
     "ros2_control": "tramoe_ros.ros.arm_backends:Ros2ControlBackend",
-    "dynamixel": "tramoe_ros.robot.arm_backend:DynamixelBackend",
+    "dynamixel": "tramoe_ros.ros.dynamixel_backend:DynamixelBackend",
 }
 
 
