@@ -27,3 +27,10 @@ def test_core_package_imports_no_ros(package):
                                                         if m.split(".")[0] in ROS or m.startswith(ROS))
                  for path in sorted((PACKAGE / package).rglob("*.py"))}
     assert not {k: v for k, v in offending.items() if v}
+
+
+def test_sim_does_not_import_labeling():
+    """The simulator owns its ground truth; labeling (trackers for videos) may build on sim, never the reverse."""
+    uses = {str(path.relative_to(PACKAGE)) for path in (PACKAGE / "sim").rglob("*.py")
+            if any(m.startswith("tramoe_ros.labeling") for m in imported_modules(path))}
+    assert not uses

