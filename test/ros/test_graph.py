@@ -6,11 +6,11 @@ import pytest
 import yaml
 from rclpy.node import Node
 
+from tramoe_ros.cli.up import parse_launch_arguments
 from tramoe_ros.paths import config_path
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.compose import node_type
 from tramoe_ros.ros.graph import GRAPHS, GraphError, resolve
-from tramoe_ros.cli.up import parse_launch_arguments
 
 COMPOSED = [(graph, node) for graph, spec in GRAPHS.items() for node in spec.nodes if node.node_class]
 

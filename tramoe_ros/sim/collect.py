@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from tramoe_ros.data.episode import Episode, EpisodeFile, ViewData, episode_problems, write_episode
-from tramoe_ros.sim.ground_truth_tracks import SimTrackRecorder
 from tramoe_ros.sim.expert import ExpertUnsupported, Learner, ScriptedExpert, expert_rollout, run_expert_episode
+from tramoe_ros.sim.ground_truth_tracks import SimTrackRecorder
 from tramoe_ros.sim.libero_env import DEFAULT_VIEWS, EVAL_MAX_STEPS, LiberoEnv, LiberoError, LiberoObservation
 
 REPORT_NAME = "collect_report.json"
