@@ -77,15 +77,27 @@ def test_each_step_applies_the_newest_action_repeats_it_briefly_then_holds(drive
     stepped = {s.step: s for s in statuses if s.step > 0}
     observation_of = {s.step: stamp_to_ns(s.header.stamp) for s in statuses}  # the last one of each step
     assert sorted(stepped) == list(range(1, 17))
-    fresh = [k for k, s in stepped.items() if stamp_to_ns(s.action_stamp) and not s.action_repeated]
-    repeated = [k for k, s in stepped.items() if s.action_repeated]
-    held = [k for k, s in stepped.items() if stamp_to_ns(s.action_stamp) == 0]
-    # While answered, each step applies the action computed from the previous step's observation.
-    assert fresh[:6] == list(range(1, 7))
-    for k in fresh[1:6]:
-        assert stamp_to_ns(stepped[k].action_stamp) == observation_of[k - 1]
-    # Then the last action stands for at most 0.25 s (two or three steps at 10 Hz), then the arm holds.
-    assert repeated and 1 <= len(repeated) <= 3 and repeated == list(range(repeated[0], repeated[-1] + 1))
-    assert all(stamp_to_ns(stepped[k].action_stamp) == stamp_to_ns(stepped[repeated[0] - 1].action_stamp)
-               for k in repeated)
-    assert held == list(range(repeated[-1] + 1, 17))
+    kind = {k: "held" if stamp_to_ns(s.action_stamp) == 0 else "repeated" if s.action_repeated else "fresh"
+            for k, s in stepped.items()}
+    fresh = [k for k in stepped if kind[k] == "fresh"]
+    # The world waits for its first action; a fresh action was computed from an observation of an earlier step,
+    # and each one is newer than the last (an answer that came late is applied late, never out of order).
+    assert fresh[0] == 1
+    sources = [stamp_to_ns(stepped[k].action_stamp) for k in fresh]
+    assert all(source in {observation_of[j] for j in range(k)} for k, source in zip(fresh, sources))
+    assert sources == sorted(set(sources))
+    # While answered, most steps are fresh (an answer late on a loaded machine may make one repeat).
+    assert len(fresh) >= 5
+    # A step without a new action repeats the newest one for at most 0.25 s (two or three steps at 10 Hz) ...
+    run = 0
+    for k in range(2, 17):
+        run = run + 1 if kind[k] == "repeated" else 0
+        assert run <= 3, kind
+        if kind[k] == "repeated":
+            standing = max(j for j in fresh if j < k)
+            assert stamp_to_ns(stepped[k].action_stamp) == stamp_to_ns(stepped[standing].action_stamp)
+    # ... and once answers stop for good, the last action stands briefly, then the arm holds to the end.
+    last = fresh[-1]
+    tail = [kind[k] for k in range(last + 1, 17)]
+    repeats = tail.count("repeated")
+    assert 1 <= repeats <= 3 and tail == ["repeated"] * repeats + ["held"] * (len(tail) - repeats), kind
