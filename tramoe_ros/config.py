@@ -71,6 +71,9 @@ class TrackModelConfig:
     top_k: int = 1
     gate_mode: GateMode = GateMode.STRAIGHT_THROUGH
     gating_noise: float = 0.0  # std of Gaussian noise on router logits in training (paper Tab. 1c: off)
+    # The track head's output is each point's displacement from its query point (added back in `forward`), so
+    # an untrained model says "nothing moves"; false: absolute positions, as ATM (and checkpoints made before).
+    predict_displacement: bool = False
 
     def __post_init__(self) -> None:
         if self.image_size % self.image_patch:

@@ -171,3 +171,31 @@ def test_track_loss_alone_trains_the_routers():
     total.backward()
     for index in cfg.moe_layers:
         assert model.blocks[index].moe.router.weight.grad.abs().sum() > 0
+
+
+def test_displacement_head_starts_at_nothing_moves_and_learns_motion():
+    """With `predict_displacement` the untrained model repeats each query point over the horizon exactly; the
+    absolute head (ATM's) does not. Trained on a drift, the displacement model learns it."""
+    image, queries, language = inputs(small_config(), 4)
+    torch.manual_seed(0)
+    absolute = TrackTransformer(small_config()).eval()
+    torch.manual_seed(0)
+    displacement = TrackTransformer(small_config(predict_displacement=True)).eval()
+    with torch.no_grad():
+        still = queries[:, None].expand(-1, displacement.cfg.horizon, -1, -1)
+        assert torch.equal(displacement(image, queries, language).tracks, still)
+        assert (absolute(image, queries, language).tracks - still).abs().mean() > 0.1
+
+    drift = torch.linspace(0, 0.2, displacement.cfg.horizon)[None, :, None, None] * torch.tensor([1.0, -0.5])
+    target = still + drift
+    displacement.train()
+    optimizer = torch.optim.Adam(displacement.parameters(), lr=1e-3)
+    weights = TrackLossConfig(track=10.0, image=0.0, load_balance=0.0, z=0.0)
+    first = None
+    for _ in range(30):
+        total, terms = track_loss(displacement(image, queries, language), target, image, weights)
+        first = terms["track"] if first is None else first
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    assert terms["track"] < 0.2 * first

@@ -147,6 +147,9 @@ class TrackTransformer(nn.Module):
         self.image_head = nn.Linear(dim, 3 * cfg.image_patch * cfg.image_patch)
         self.apply(_init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
+        if cfg.predict_displacement:
+            # Zero displacements at the start: training begins from "nothing moves" instead of from noise.
+            nn.init.zeros_(self.track_head.weight)
 
     def forward(self, image: torch.Tensor, queries: torch.Tensor, language: torch.Tensor) -> TrackOutput:
         """
@@ -155,7 +158,8 @@ class TrackTransformer(nn.Module):
             queries: (B, K, 2) query points at the current step, normalised x/W, y/H in [0, 1]
             language: (B, language_dim) instruction embedding
         Returns:
-            TrackOutput with tracks (B, horizon, K, 2)
+            TrackOutput with tracks (B, horizon, K, 2), normalised positions (query + predicted displacement when
+            `cfg.predict_displacement`)
         """
         batch, num_points = queries.shape[:2]
         track_tokens = self._embed_tracks(queries)
@@ -175,6 +179,8 @@ class TrackTransformer(nn.Module):
         num_track_tokens = track_tokens.shape[1]
         track_out = self.track_head(x[:, :num_track_tokens])
         tracks = rearrange(track_out, "b (t n) (p c) -> b (t p) n c", n=num_points, c=2)
+        if self.cfg.predict_displacement:
+            tracks = tracks + rearrange(queries, "b k c -> b 1 k c")
         image_recon = self.image_head(x[:, num_track_tokens:num_track_tokens + self.num_image_tokens])
         return TrackOutput(tracks=tracks, image_recon=image_recon, image_mask=image_mask, routing=routing,
                            moe_layers=list(self.moe_layers))
