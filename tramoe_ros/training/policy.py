@@ -17,8 +17,9 @@ from tramoe_ros.data.sampling import sample_double_grid
 from tramoe_ros.models.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.predictor import TrackPredictor
+from tramoe_ros.training.batches import BatchedTask
 from tramoe_ros.training.data_split import split_episodes
-from tramoe_ros.training.distributed import DistContext, StepLoader, plan_batches, shard_loader
+from tramoe_ros.training.distributed import DistContext
 
 
 def _cache_file(cache_dir: Path, model_id: str, path: Path, views: list[str]) -> Path:
@@ -86,7 +87,7 @@ def predict_episode_tracks(predictor: TrackPredictor, episodes: list, views: lis
     return cache
 
 
-class PolicyTrainingTask:
+class PolicyTrainingTask(BatchedTask):
     """Every training item once per epoch in a shuffled order, the same global batches whatever the number of
     processes (see `tramoe_ros.training.distributed`)."""
 
@@ -117,18 +118,7 @@ class PolicyTrainingTask:
                                      **common)
         self.model = TrackGuidedPolicy(cfg.model).to(device)
         self.train_model = self.model
-        self.plan = plan_batches(min(cfg.train.batch_size, len(self.train_set)), self.dist.world_size,
-                                 cfg.train.micro_batch_size)
-        self.train_loader = StepLoader(self.train_set, self.plan, self.dist, cfg.train.seed, cfg.data.num_workers,
-                                       cfg.train.max_steps_per_epoch)
-        self.val_loader = shard_loader(self.val_set, self.plan.micro_batch, self.dist, cfg.data.num_workers)
-
-    def steps_per_epoch(self) -> int:
-        return self.train_loader.steps_per_epoch()
-
-    def train_batches(self, epoch: int):
-        self.train_set.set_epoch(epoch)
-        return self.train_loader.epoch(epoch)
+        self._build_loaders(cfg.train, cfg.data.num_workers)
 
     def _predict(self, model: torch.nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
         proprio = {k: batch["proprio"][k].to(self.device) for k in self.cfg.model.proprio_dims}

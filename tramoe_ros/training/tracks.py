@@ -11,11 +11,12 @@ from tramoe_ros.data.datasets import TrackDataset, domain_sample_weights
 from tramoe_ros.models.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from tramoe_ros.models.language import build_language_encoder
 from tramoe_ros.models.track_transformer import TrackTransformer, track_loss
+from tramoe_ros.training.batches import BatchedTask
 from tramoe_ros.training.data_split import domain_ratios, split_episodes
-from tramoe_ros.training.distributed import DistContext, StepLoader, plan_batches, shard_loader
+from tramoe_ros.training.distributed import DistContext
 
 
-class TrackTrainingTask:
+class TrackTrainingTask(BatchedTask):
     """Training items are drawn with replacement at the configured per-domain ratios, the same global batches
     whatever the number of processes (see `tramoe_ros.training.distributed`)."""
 
@@ -39,18 +40,7 @@ class TrackTrainingTask:
         self.model = TrackTransformer(cfg.model).to(device)
         self.train_model = self.model
         weights = domain_sample_weights(self.train_set.item_domains(), domain_ratios(cfg.data))
-        self.plan = plan_batches(min(cfg.train.batch_size, len(self.train_set)), self.dist.world_size,
-                                 cfg.train.micro_batch_size)
-        self.train_loader = StepLoader(self.train_set, self.plan, self.dist, cfg.train.seed, cfg.data.num_workers,
-                                       cfg.train.max_steps_per_epoch, weights)
-        self.val_loader = shard_loader(self.val_set, self.plan.micro_batch, self.dist, cfg.data.num_workers)
-
-    def steps_per_epoch(self) -> int:
-        return self.train_loader.steps_per_epoch()
-
-    def train_batches(self, epoch: int):
-        self.train_set.set_epoch(epoch)
-        return self.train_loader.epoch(epoch)
+        self._build_loaders(cfg.train, cfg.data.num_workers, weights)
 
     def _forward(self, model: torch.nn.Module, batch):
         image = batch["image"].to(self.device)
