@@ -16,10 +16,10 @@ from tramoe_ros.data.episode import read_episode, validate_episode, write_episod
 from tramoe_ros.models.runner import PolicyRunner  # noqa: E402
 from tramoe_ros.sim import geometry  # noqa: E402
 from tramoe_ros.sim.collect import REPORT_NAME, episode_from_frames, episode_path  # noqa: E402
-from tramoe_ros.sim.expert import expert_rollout  # noqa: E402
 from tramoe_ros.sim.ground_truth_tracks import camera_matrix, project  # noqa: E402
 from tramoe_ros.sim.libero_env import LiberoObservation  # noqa: E402
 from tramoe_ros.sim.policy_actor import PolicyActor  # noqa: E402
+from tramoe_ros.sim.rollout import expert_rollout  # noqa: E402
 
 
 def test_parse_index_list():

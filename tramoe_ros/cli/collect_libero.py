@@ -18,11 +18,41 @@ import argparse
 import os
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 from tramoe_ros.cli.arguments import parse_index_list
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from tramoe_ros.sim.collect import CollectSettings, TaskReport
+
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # MuJoCo reads these when first imported, so they are set before the simulator modules load (the helpers
+    # below import them).
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("MESA_SHADER_CACHE_DIR", os.path.join(tempfile.gettempdir(), "tramoe_mesa_shader_cache"))
+    from tramoe_ros.models.checkpoint import CheckpointError
+    from tramoe_ros.sim.collect import format_report, write_report
+    from tramoe_ros.sim.libero_env import EVAL_MAX_STEPS, LiberoError
+
+    try:
+        tasks = _checked_tasks(args)
+    except LiberoError as e:
+        return _error(e)
+    report_settings = {**vars(args), "max_steps": args.max_steps or EVAL_MAX_STEPS}
+    try:
+        reports = _collect(args, tasks, report_settings)
+    except (LiberoError, CheckpointError, ValueError) as e:  # e.g. --init-states beyond the task's states
+        return _error(e)
+    print(format_report(reports))
+    print(f"report: {write_report(args.out, reports, report_settings)}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tramoe-collect-libero", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", required=True,
@@ -70,74 +100,85 @@ def main(argv: list[str] | None = None) -> int:
                         help="fraction of the steps on which --policy's action is executed (default 0.5)")
     parser.add_argument("--dry-run", action="store_true",
                         help="only measure the expert's success: no cameras, nothing written but the report")
-    args = parser.parse_args(argv)
+    return parser
 
-    # MuJoCo reads these when first imported, so they are set before the simulator modules load.
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("MESA_SHADER_CACHE_DIR", os.path.join(tempfile.gettempdir(), "tramoe_mesa_shader_cache"))
+
+def _checked_tasks(args: argparse.Namespace) -> list[int]:
+    """The task indices to collect, after checking the options against each other and the suite.
+
+    Raises:
+        LiberoError: naming the option at fault.
+    """
+    from tramoe_ros.sim.libero_env import LiberoError, num_tasks
+
+    total_tasks = num_tasks(args.suite)
+    tasks = args.tasks if args.tasks is not None else list(range(total_tasks))
+    out_of_range = [task for task in tasks if not 0 <= task < total_tasks]
+    if out_of_range:
+        raise LiberoError(f"tasks {out_of_range} are out of range for {args.suite} (0..{total_tasks - 1})")
+    if args.max_attempts is not None and args.max_attempts < 1:
+        raise LiberoError("--max-attempts must be at least 1")
+    if args.sampled_init_states < 0:
+        raise LiberoError("--sampled-init-states must be at least 0")
+    if not 0 <= args.action_noise <= 1:
+        raise LiberoError(f"--action-noise must be in [0, 1] (action units), got {args.action_noise}")
+    if not 0 <= args.policy_share <= 1:
+        raise LiberoError(f"--policy-share must be in [0, 1], got {args.policy_share}")
+    if args.policy is not None and args.dry_run:
+        raise LiberoError("--policy needs the cameras a --dry-run leaves off")
+    if args.episodes < 1 or args.points < 0 or args.grid < 0 or args.points + args.grid == 0:
+        raise LiberoError("need --episodes >= 1, --points >= 0, --grid >= 0 and some points to track")
+    return tasks
+
+
+def _collect(args: argparse.Namespace, tasks: list[int], report_settings: dict) -> list[TaskReport]:
+    """Collect every task in turn under one progress bar of successful episodes, rewriting the report after each
+    task (so an interrupted collection leaves the report of the tasks it finished).
+
+    Returns:
+        one report per task
+    """
     from tqdm import tqdm
 
-    from tramoe_ros.sim.collect import collect_task, format_report, write_report
-    from tramoe_ros.sim.libero_env import EVAL_MAX_STEPS, LiberoError, num_tasks
-    from tramoe_ros.models.checkpoint import CheckpointError
+    from tramoe_ros.sim.collect import CollectSettings, write_report
 
-    try:
-        total_tasks = num_tasks(args.suite)
-        tasks = args.tasks if args.tasks is not None else list(range(total_tasks))
-        out_of_range = [task for task in tasks if not 0 <= task < total_tasks]
-        if out_of_range:
-            raise LiberoError(f"tasks {out_of_range} are out of range for {args.suite} (0..{total_tasks - 1})")
-        if args.max_attempts is not None and args.max_attempts < 1:
-            raise LiberoError("--max-attempts must be at least 1")
-        if args.sampled_init_states < 0:
-            raise LiberoError("--sampled-init-states must be at least 0")
-        if not 0 <= args.action_noise <= 1:
-            raise LiberoError(f"--action-noise must be in [0, 1] (action units), got {args.action_noise}")
-        if not 0 <= args.policy_share <= 1:
-            raise LiberoError(f"--policy-share must be in [0, 1], got {args.policy_share}")
-        if args.policy is not None and args.dry_run:
-            raise LiberoError("--policy needs the cameras a --dry-run leaves off")
-        if args.episodes < 1 or args.points < 0 or args.grid < 0 or args.points + args.grid == 0:
-            raise LiberoError("need --episodes >= 1, --points >= 0, --grid >= 0 and some points to track")
-    except LiberoError as e:
-        print(f"tramoe-collect-libero: error: {e}", file=sys.stderr)
-        return 2
-
-    settings = dict(vars(args))
-    settings["max_steps"] = args.max_steps or EVAL_MAX_STEPS
+    settings = CollectSettings(
+        episodes=args.episodes, with_actions=not args.no_actions, num_points=args.points, grid_size=args.grid,
+        camera_size=args.camera_size, max_steps=report_settings["max_steps"], reflections=not args.no_reflections,
+        antialiasing=args.antialiasing, seed=args.seed, dry_run=args.dry_run, max_attempts=args.max_attempts,
+        init_states=args.init_states, sampled_init_states=args.sampled_init_states, action_noise=args.action_noise,
+        learner_policy=args.policy, learner_track_model=args.track_model, learner_share=args.policy_share,
+    )
     reports = []
-    try:
-        with tqdm(total=len(tasks) * args.episodes, unit="episode", desc=args.suite) as progress:
-            for task in tasks:
-                succeeded = 0
+    with tqdm(total=len(tasks) * args.episodes, unit="episode", desc=args.suite) as progress:
+        for task in tasks:
+            reports.append(_collect_task(args.suite, task, args.out, settings, progress))
+            write_report(args.out, reports, report_settings)
+    return reports
 
-                def on_attempt(success: bool) -> None:
-                    nonlocal succeeded
-                    succeeded += success
-                    progress.set_postfix(task=task, ok=succeeded, refresh=False)
-                    progress.update(int(success))
 
-                report = collect_task(
-                    args.suite, task, args.out, episodes=args.episodes, with_actions=not args.no_actions,
-                    num_points=args.points, grid_size=args.grid, camera_size=args.camera_size,
-                    max_steps=settings["max_steps"], reflections=not args.no_reflections,
-                    antialiasing=args.antialiasing, seed=args.seed,
-                    dry_run=args.dry_run, max_attempts=args.max_attempts, init_states=args.init_states,
-                    sampled_init_states=args.sampled_init_states, action_noise=args.action_noise,
-                    learner_policy=args.policy, learner_track_model=args.track_model,
-                    learner_share=args.policy_share, on_attempt=on_attempt,
-                )
-                # Episodes a task could not deliver are taken off the bar's total so it ends full.
-                progress.total -= args.episodes - report.successes
-                progress.refresh()
-                reports.append(report)
-                write_report(args.out, reports, settings)
-    except (LiberoError, CheckpointError, ValueError) as e:  # e.g. --init-states beyond the task's states
-        print(f"tramoe-collect-libero: error: {e}", file=sys.stderr)
-        return 2
-    print(format_report(reports))
-    print(f"report: {write_report(args.out, reports, settings)}")
-    return 0
+def _collect_task(suite: str, task: int, out: str, settings: CollectSettings, progress: tqdm) -> TaskReport:
+    """Collect one task, counting its successful episodes on `progress`."""
+    from tramoe_ros.sim.collect import collect_task
+
+    succeeded = 0
+
+    def on_attempt(success: bool) -> None:
+        nonlocal succeeded
+        succeeded += success
+        progress.set_postfix(task=task, ok=succeeded, refresh=False)
+        progress.update(int(success))
+
+    report = collect_task(suite, task, out, settings, on_attempt=on_attempt)
+    # Episodes a task could not deliver are taken off the bar's total so it ends full.
+    progress.total -= settings.episodes - report.successes
+    progress.refresh()
+    return report
+
+
+def _error(error: Exception) -> int:
+    print(f"tramoe-collect-libero: error: {error}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

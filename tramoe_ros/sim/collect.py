@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from tramoe_ros.data.episode import Episode, EpisodeFile, ViewData, episode_problems, write_episode
-from tramoe_ros.sim.expert import ExpertUnsupported, Learner, ScriptedExpert, expert_rollout, run_expert_episode
+from tramoe_ros.sim.expert import ExpertUnsupported, ScriptedExpert
 from tramoe_ros.sim.ground_truth_tracks import SimTrackRecorder
 from tramoe_ros.sim.libero_env import DEFAULT_VIEWS, EVAL_MAX_STEPS, LiberoEnv, LiberoError, LiberoObservation
+from tramoe_ros.sim.rollout import Learner, expert_rollout, run_expert_episode
 
 REPORT_NAME = "collect_report.json"
 
@@ -64,9 +65,9 @@ def run_episode(
     """Run the expert from one initial state while recording frames, tracks, actions and proprioception.
 
     `env` must render depth (``LiberoEnv(..., depth=True)``) for the track visibility. With `action_noise` the
-    env executes perturbed actions and the episode records the expert's (`expert.PositionNoise`), seeded by
+    env executes perturbed actions and the episode records the expert's (`rollout.PositionNoise`), seeded by
     `seed`; with a `learner` it executes the learner's action on a `learner_share` of the steps and records the
-    expert's (DAgger, `expert.expert_rollout`).
+    expert's (DAgger, `rollout.expert_rollout`).
     Returns:
         (episode or None when the task was not solved, success, steps taken)
     """
@@ -120,94 +121,83 @@ def episode_from_frames(
     )
 
 
-def collect_task(
-    suite: str,
-    task_index: int,
-    out_dir: str | Path,
-    *,
-    episodes: int,
-    with_actions: bool = True,
-    num_points: int = 1000,
-    grid_size: int = 0,
-    camera_size: int = 128,
-    max_steps: int = EVAL_MAX_STEPS,
-    reflections: bool = True,
-    antialiasing: bool = False,
-    seed: int = 0,
-    dry_run: bool = False,
-    max_attempts: int | None = None,
-    init_states: Sequence[int] | None = None,
-    sampled_init_states: int = 0,
-    action_noise: float = 0.0,
-    learner_policy: str | Path | None = None,
-    learner_track_model: str | Path | None = None,
-    learner_share: float = 0.5,
-    on_attempt: Callable[[bool], None] | None = None,
-) -> TaskReport:
-    """Try the task's initial states in order until `episodes` succeed or all (at most `max_attempts`) have been
-    tried.
+@dataclass(frozen=True)
+class CollectSettings:
+    """How `collect_task` collects one task's demonstrations (the same for every task of a collection).
 
+    episodes: successful episodes to keep.
+    with_actions: False writes action-free videos (no actions, no proprioception; `episode_from_frames`).
+    num_points, grid_size: ground-truth tracks per view: surface points and a grid_size x grid_size pixel grid
+        (`SimTrackRecorder`).
+    camera_size, max_steps, reflections, antialiasing: the env's image side (px), step budget per episode and
+        rendering (`LiberoEnv`).
+    seed: seeds the track points, the sampled initial states and the action noise (plus the initial state index).
+    dry_run: run the expert without cameras and write nothing (measures its success rate ~10x faster).
+    max_attempts: initial states tried at most (default: all).
     init_states: the initial state indices to try, in order (default: all); e.g. 0-29 keeps 30-49 out of the
         demonstrations for held-out evaluation.
     sampled_init_states: initial states sampled after the task's fixed ones (`LiberoEnv`), indices 50.. for
         LIBERO's 50 fixed states.
-    action_noise: perturbed demonstrations (`expert.PositionNoise`): the arm is pushed off the expert's path and
+    action_noise: perturbed demonstrations (`rollout.PositionNoise`): the arm is pushed off the expert's path and
         the recorded actions are the expert's corrections.
     learner_policy: DAgger: a policy checkpoint (with `learner_track_model`, default the one it names) whose
         action the env executes on a `learner_share` of the steps; the recorded actions are the expert's answers
-        to the states the policy leads to (`expert.expert_rollout`).
+        to the states the policy leads to (`rollout.expert_rollout`).
+    """
 
-    dry_run: run the expert without cameras and write nothing (measures its success rate ~10x faster).
+    episodes: int
+    with_actions: bool = True
+    num_points: int = 1000
+    grid_size: int = 0
+    camera_size: int = 128
+    max_steps: int = EVAL_MAX_STEPS
+    reflections: bool = True
+    antialiasing: bool = False
+    seed: int = 0
+    dry_run: bool = False
+    max_attempts: int | None = None
+    init_states: Sequence[int] | None = None
+    sampled_init_states: int = 0
+    action_noise: float = 0.0
+    learner_policy: str | Path | None = None
+    learner_track_model: str | Path | None = None
+    learner_share: float = 0.5
+
+
+def collect_task(suite: str, task_index: int, out_dir: str | Path, settings: CollectSettings,
+                 on_attempt: Callable[[bool], None] | None = None) -> TaskReport:
+    """Try the task's initial states in order until `settings.episodes` succeed or all (at most
+    `settings.max_attempts`) have been tried.
+
     on_attempt: called with each attempt's success (for progress bars).
 
     An initial state whose episode file already exists and is well-formed counts as a success and is not run
     again, so an interrupted collection continues where it stopped.
     """
     started = time.perf_counter()
-    if learner_policy is not None and dry_run:
+    if settings.learner_policy is not None and settings.dry_run:
         raise LiberoError("a dry run renders no cameras, so a policy in the loop cannot run")
-    env = LiberoEnv(suite, task_index, views=() if dry_run else DEFAULT_VIEWS, camera_size=camera_size,
-                    max_steps=max_steps, depth=not dry_run, reflections=reflections, antialiasing=antialiasing,
-                    sampled_init_states=sampled_init_states, init_state_seed=seed)
+    env = LiberoEnv(suite, task_index, views=() if settings.dry_run else DEFAULT_VIEWS,
+                    camera_size=settings.camera_size, max_steps=settings.max_steps, depth=not settings.dry_run,
+                    reflections=settings.reflections, antialiasing=settings.antialiasing,
+                    sampled_init_states=settings.sampled_init_states, init_state_seed=settings.seed)
     attempts, steps = 0, []
     note = ""
     try:
-        candidates = list(range(env.num_init_states)) if init_states is None else list(init_states)
-        unknown = [index for index in candidates if not 0 <= index < env.num_init_states]
-        if unknown:
-            raise LiberoError(f"initial states {unknown} do not exist for {env.task_name}: it has "
-                              f"{env.num_fixed_init_states} fixed and {sampled_init_states} sampled "
-                              f"(0..{env.num_init_states - 1})")
+        candidates = _init_state_candidates(env, settings)
         try:
             ScriptedExpert(env)  # checks the goal is one the expert handles
         except ExpertUnsupported as e:
             note = str(e)
-        learner = None if learner_policy is None else _policy_learner(learner_policy, learner_track_model, env)
-        budget = 0 if note else min(len(candidates), max_attempts or len(candidates))
+        learner = (None if settings.learner_policy is None
+                   else _policy_learner(settings.learner_policy, settings.learner_track_model, env))
+        budget = 0 if note else min(len(candidates), settings.max_attempts or len(candidates))
         for init_state_index in candidates[:budget]:
-            if len(steps) >= episodes:
+            if len(steps) >= settings.episodes:
                 break
             attempts += 1
-            path = episode_path(Path(out_dir), env.task_name, init_state_index)
-            if not dry_run and path.exists() and not episode_problems(path, check_values=False):
-                existing = EpisodeFile(path)
-                steps.append(existing.length)
-                existing.close()
-                if on_attempt is not None:
-                    on_attempt(True)
-                continue
-            if dry_run:
-                success, length = run_expert_episode(env, init_state_index, action_noise=action_noise,
-                                                     noise_seed=seed + init_state_index)
-            else:
-                episode, success, length = run_episode(
-                    env, init_state_index, num_points=num_points, grid_size=grid_size, with_actions=with_actions,
-                    seed=seed + init_state_index, action_noise=action_noise, learner=learner,
-                    learner_share=learner_share if learner is not None else 0.0,
-                )
+            success, length = _try_init_state(env, init_state_index, Path(out_dir), settings, learner)
             if success:
-                if not dry_run:
-                    write_episode(path, episode)
                 steps.append(length)
             if on_attempt is not None:
                 on_attempt(success)
@@ -218,6 +208,44 @@ def collect_task(
         )
     finally:
         env.close()
+
+
+def _init_state_candidates(env: LiberoEnv, settings: CollectSettings) -> list[int]:
+    """The initial state indices to try, in order; LiberoError naming any the task does not have."""
+    candidates = list(range(env.num_init_states)) if settings.init_states is None else list(settings.init_states)
+    unknown = [index for index in candidates if not 0 <= index < env.num_init_states]
+    if unknown:
+        raise LiberoError(f"initial states {unknown} do not exist for {env.task_name}: it has "
+                          f"{env.num_fixed_init_states} fixed and {settings.sampled_init_states} sampled "
+                          f"(0..{env.num_init_states - 1})")
+    return candidates
+
+
+def _try_init_state(env: LiberoEnv, init_state_index: int, out_dir: Path, settings: CollectSettings,
+                    learner: Learner | None) -> tuple[bool, int]:
+    """One attempt: in a dry run, the expert's episode unrecorded; else the initial state's episode file when it
+    is already written and well-formed, or a recorded episode, written when it succeeds.
+
+    Returns:
+        (success, episode length in steps)
+    """
+    seed = settings.seed + init_state_index
+    if settings.dry_run:
+        return run_expert_episode(env, init_state_index, action_noise=settings.action_noise, noise_seed=seed)
+    path = episode_path(out_dir, env.task_name, init_state_index)
+    if path.exists() and not episode_problems(path, check_values=False):
+        existing = EpisodeFile(path)
+        length = existing.length
+        existing.close()
+        return True, length
+    episode, success, length = run_episode(
+        env, init_state_index, num_points=settings.num_points, grid_size=settings.grid_size,
+        with_actions=settings.with_actions, seed=seed, action_noise=settings.action_noise, learner=learner,
+        learner_share=settings.learner_share if learner is not None else 0.0,
+    )
+    if success:
+        write_episode(path, episode)
+    return success, length
 
 
 def _policy_learner(policy: str | Path, track_model: str | Path | None, env: LiberoEnv) -> Learner:

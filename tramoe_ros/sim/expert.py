@@ -24,12 +24,12 @@ books into caddy compartments or onto shelves, handle grasps (frying pans, moka 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Protocol
 
 import mujoco
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from tramoe_ros.sim import geometry
 from tramoe_ros.sim.libero_env import LiberoEnv, LiberoObservation
@@ -37,8 +37,9 @@ from tramoe_ros.sim.libero_env import LiberoEnv, LiberoObservation
 GRIPPER_OPEN = -1.0
 GRIPPER_CLOSED = 1.0
 # End-effector orientation pointing down with the fingers along world y (LIBERO's home pose); a task yaw rotates it
-# about world z. robot0_eef_quat is (x, y, z, w) = (1, 0, 0, 0) here.
-DOWN_ORIENTATION = np.diag([1.0, -1.0, -1.0])
+# about world z. It is a half turn about world x: robot0_eef_quat, which robosuite gives as (x, y, z, w) like scipy's
+# `Rotation.from_quat`, is (1, 0, 0, 0) there.
+DOWN_ORIENTATION = Rotation.from_quat([1.0, 0.0, 0.0, 0.0])
 
 # Action per unit error: the controller saturates (action 1, a commanded 5 cm / 0.5 rad) at a 2.5 cm position or
 # 0.2 rad orientation error.
@@ -100,34 +101,6 @@ class Waypoint:
     hold_steps: int = 0
 
 
-def _rotation_z(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def _rotation_vector(rotation: np.ndarray) -> np.ndarray:
-    """Axis-angle vector (3,) of a rotation matrix."""
-    cos_angle = np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)
-    angle = np.arccos(cos_angle)
-    if angle < 1e-6:
-        return np.zeros(3)
-    axis = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0], rotation[1, 0] - rotation[0, 1]])
-    if np.pi - angle < 1e-3:  # near 180 degrees the antisymmetric part vanishes; take the axis from the diagonal
-        axis = np.sqrt(np.maximum((np.diag(rotation) + 1.0) / 2.0, 0.0))
-        axis *= np.where(rotation[np.argmax(axis)] >= 0, 1.0, -1.0)
-        return axis / np.linalg.norm(axis) * angle
-    return axis / (2.0 * np.sin(angle)) * angle
-
-
-def _quat_xyzw_to_matrix(quat: np.ndarray) -> np.ndarray:
-    x, y, z, w = quat / np.linalg.norm(quat)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
 def _wrap_half_turn(angle: float) -> float:
     """The angle in [-pi/2, pi/2) equivalent modulo pi (the two fingers are interchangeable)."""
     return (angle + np.pi / 2) % np.pi - np.pi / 2
@@ -139,8 +112,8 @@ def pose_action(eef_pos: np.ndarray, eef_quat: np.ndarray, waypoint: Waypoint) -
     eef_pos: (3,) world position; eef_quat: (4,) x, y, z, w.
     """
     position_action = np.clip((waypoint.position - eef_pos) * POSITION_GAIN, -waypoint.max_speed, waypoint.max_speed)
-    target = _rotation_z(waypoint.yaw) @ DOWN_ORIENTATION
-    rotation_error = _rotation_vector(target @ _quat_xyzw_to_matrix(eef_quat).T)
+    target = Rotation.from_euler("z", waypoint.yaw) * DOWN_ORIENTATION
+    rotation_error = (target * Rotation.from_quat(eef_quat).inv()).as_rotvec()
     rotation_action = np.clip(rotation_error * ROTATION_GAIN, -1, 1)
     return np.concatenate([position_action, rotation_action, [waypoint.gripper]])
 
@@ -432,8 +405,8 @@ class ScriptedExpert:
 
     @staticmethod
     def _current_yaw(obs: LiberoObservation) -> float:
-        relative = _quat_xyzw_to_matrix(obs.eef_quat) @ DOWN_ORIENTATION.T
-        return float(np.arctan2(relative[1, 0], relative[0, 0]))
+        # The first angle of the z-y-x (yaw, pitch, roll) decomposition of the rotation from the home orientation.
+        return float((Rotation.from_quat(obs.eef_quat) * DOWN_ORIENTATION.inv()).as_euler("ZYX")[0])
 
     def reset(self, obs: LiberoObservation) -> None:
         """Start a new episode from the observation `env.reset` returned."""
@@ -477,114 +450,3 @@ class ScriptedExpert:
     def phase(self) -> str:
         """Name of the waypoint being tracked ("" before the first and after the last)."""
         return self._waypoint.name if self._waypoint is not None and not self.done else ""
-
-
-# Perturbed demonstrations: the correlation of the position noise from one step to the next (AR(1)); ~10 steps.
-NOISE_CORRELATION = 0.9
-
-
-class PositionNoise:
-    """Temporally correlated Gaussian noise on the position part (dims 0-2) of OSC_POSE actions, stationary
-    standard deviation `scale` (action units; 1 = a commanded 5 cm step).
-
-    For perturbed demonstrations (DART, Laskey et al. 2017): the env executes the expert's action plus this noise
-    while the demonstration records the expert's own action. The expert is closed-loop, so the arm drifts off the
-    expert's path by a few centimetres and the recorded actions bring it back: the corrections a policy trained only
-    on the expert's exact path never sees (it then replays the average motion and misses the object when it is
-    a little off). White noise would average out within a step or two; correlated noise moves the arm.
-    """
-
-    def __init__(self, scale: float, seed: int):
-        if scale < 0:
-            raise ValueError(f"action noise must be >= 0, got {scale}")
-        self.scale = scale
-        self._rng = np.random.default_rng(seed)
-        self._state = np.zeros(3)
-
-    def perturb(self, action: np.ndarray) -> np.ndarray:
-        """(7,) expert action -> (7,) action to execute, clipped to [-1, 1]; the gripper and rotation unchanged."""
-        if self.scale == 0:
-            return action
-        innovation = self._rng.normal(0.0, self.scale * np.sqrt(1 - NOISE_CORRELATION ** 2), 3)
-        self._state = NOISE_CORRELATION * self._state + innovation
-        executed = action.copy()
-        executed[:3] = np.clip(action[:3] + self._state, -1.0, 1.0)
-        return executed
-
-
-class Learner(Protocol):
-    """A policy acting in the loop of an expert rollout (DAgger): it sees every observation of the episode, in
-    order, whether or not its action is the one executed."""
-
-    def reset(self) -> None:
-        """Start a new episode."""
-
-    def act(self, obs: LiberoObservation) -> np.ndarray:
-        """(7,) action in [-1, 1] for `obs`."""
-
-
-def expert_rollout(env: LiberoEnv, init_state_index: int, max_steps: int | None = None,
-                   on_start: Callable[[LiberoObservation], None] | None = None, action_noise: float = 0.0,
-                   noise_seed: int = 0, learner: Learner | None = None, learner_share: float = 0.0
-                   ) -> Iterator[tuple[LiberoObservation, np.ndarray, LiberoObservation, bool]]:
-    """Reset `env` to `init_state_index` and let the expert act until success, failure or the step budget
-    (default `env.max_steps`).
-
-    on_start: called with the first observation while the simulator still holds its state (before the first
-        action), e.g. to anchor ground-truth track points on the bodies where they are in that first frame.
-    action_noise: with > 0, the env executes the expert's action with `PositionNoise` of this scale added
-        (seeded by `noise_seed`); the yielded action stays the expert's.
-    learner, learner_share: DAgger (Ross et al. 2011): on each step, with probability `learner_share` (drawn with
-        `noise_seed`), the env executes the learner's action instead; the yielded action stays the expert's, its
-        answer to the states the learner leads to. The learner is asked on every step, so a frame-stacked policy
-        sees the whole episode.
-    Yields:
-        (observation acted on, the expert's action, next observation, success after the action), one per step
-    """
-    if not 0.0 <= learner_share <= 1.0:
-        raise ValueError(f"learner share must be in [0, 1], got {learner_share}")
-    if learner_share > 0 and learner is None:
-        raise ValueError("a learner share > 0 needs a learner")
-    budget = max_steps if max_steps is not None else env.max_steps
-    noise = PositionNoise(action_noise, noise_seed)
-    # Its own stream, so the noise of a perturbed run does not change with the learner share.
-    takeover = np.random.default_rng([noise_seed, 1])
-    obs = env.reset(init_state_index)
-    if on_start is not None:
-        on_start(obs)
-    expert = ScriptedExpert(env)
-    expert.reset(obs)
-    if learner is not None:
-        learner.reset()
-    for _ in range(budget):
-        try:
-            action = expert.act(obs)
-        except ExpertFailed:
-            return
-        if expert.done:
-            return
-        executed = noise.perturb(action)
-        if learner is not None:
-            learner_action = learner.act(obs)
-            if takeover.random() < learner_share:
-                executed = np.asarray(learner_action, dtype=np.float64)
-        next_obs, success, _ = env.step(executed)
-        yield obs, action, next_obs, success
-        if success:
-            return
-        obs = next_obs
-
-
-def run_expert_episode(env: LiberoEnv, init_state_index: int, *, max_steps: int | None = None,
-                       action_noise: float = 0.0, noise_seed: int = 0) -> tuple[bool, int]:
-    """Run `expert_rollout` without recording (`action_noise`, `noise_seed` as there; no learner: it would need
-    the cameras a dry run leaves off).
-
-    Returns:
-        (success, steps taken)
-    """
-    success, steps = False, 0
-    for _, _, _, success in expert_rollout(env, init_state_index, max_steps, action_noise=action_noise,
-                                           noise_seed=noise_seed):
-        steps += 1
-    return success, steps
