@@ -31,6 +31,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import Any
 
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
@@ -65,54 +66,82 @@ def _ids_check(values: list[int]) -> str | None:
     return None
 
 
+def _declare_parameters(node: Node, action_dim: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Declare and read the `dynamixel.` parameters, the per-arm ones for each name in `dynamixel.arms`.
+
+    Returns:
+        (shared parameters, per-arm parameters), both keyed by full parameter name
+    Raises:
+        NodeStartupError: arm names repeat, an arm's joint names do not match its servos, or the joints do not
+            add up to `action_dim`.
+    """
+    shared = declare_params(node, [
+        Param("dynamixel.arms", ["left", "right"], "arm names, in action order", not_empty),
+        Param("dynamixel.baudrate", 1_000_000, "serial baud rate of every arm's bus", positive),
+        Param("dynamixel.retries", 2, "repeats of a transaction that timed out or came back corrupt",
+              non_negative),
+        Param("dynamixel.latency_timer_ms", 16.0, "the USB adapters' latency timer: answers are awaited for "
+                                                  "twice this + 2 ms", positive),
+        Param("dynamixel.bus_watchdog_s", 0.1, "servos stop by themselves after this long without an "
+                                               f"instruction (0: off; at most {MAX_BUS_WATCHDOG_S:.2f})",
+              lambda v: None if 0 <= v <= MAX_BUS_WATCHDOG_S else f"must be in 0..{MAX_BUS_WATCHDOG_S:.2f}"),
+        Param("dynamixel.gripper_current", 300, "gripper Goal Current (mA): how hard it squeezes", positive),
+        Param("dynamixel.max_step", 0.1, "largest move per command from the present position (rad; gripper: "
+                                         "fraction of its range); 0: unlimited", non_negative),
+        Param("dynamixel.joint_states_rate_hz", 100.0, "servo read and /joint_states publishing rate",
+              positive),
+        Param("dynamixel.on_shutdown", "hold", "arms on shutdown: hold (torque on, where they are) or "
+                                               "torque_off (limp: they drop)", one_of("hold", "torque_off")),
+    ])
+    names = shared["dynamixel.arms"]
+    if len(set(names)) != len(names):
+        raise NodeStartupError(f"dynamixel.arms must be distinct names, got {names}")
+    per_arm = declare_params(node, [param for name in names for param in (
+        Param(f"dynamixel.{name}.port", "", f"serial port of arm {name}", not_empty),
+        Param(f"dynamixel.{name}.ids", [], f"servo IDs of arm {name}, in joint order", _ids_check, kind="int[]"),
+        Param(f"dynamixel.{name}.calibration", "", f"calibration file of arm {name} (tramoe-calibrate)",
+              not_empty),
+        Param(f"dynamixel.{name}.joint_names", [], f"joint names of arm {name}, in joint order", not_empty,
+              kind="str[]"),
+    )])
+    problems = [f"dynamixel.{n}.joint_names has {len(per_arm[f'dynamixel.{n}.joint_names'])} names for "
+                f"{len(per_arm[f'dynamixel.{n}.ids'])} servos" for n in names
+                if len(per_arm[f"dynamixel.{n}.joint_names"]) != len(per_arm[f"dynamixel.{n}.ids"])]
+    total = sum(len(per_arm[f"dynamixel.{n}.ids"]) for n in names)
+    if total != action_dim:
+        problems.append(f"the arms have {total} joints but action_dim is {action_dim}")
+    if problems:
+        raise NodeStartupError("dynamixel: " + "; ".join(problems))
+    return shared, per_arm
+
+
 class DynamixelBackend(ArmBackend):
     def __init__(self, node: Node, action_dim: int):
         super().__init__(node, action_dim)
-        p = declare_params(node, [
-            Param("dynamixel.arms", ["left", "right"], "arm names, in action order", not_empty),
-            Param("dynamixel.baudrate", 1_000_000, "serial baud rate of every arm's bus", positive),
-            Param("dynamixel.retries", 2, "repeats of a transaction that timed out or came back corrupt",
-                  non_negative),
-            Param("dynamixel.latency_timer_ms", 16.0, "the USB adapters' latency timer: answers are awaited for "
-                                                      "twice this + 2 ms", positive),
-            Param("dynamixel.bus_watchdog_s", 0.1, "servos stop by themselves after this long without an "
-                                                   f"instruction (0: off; at most {MAX_BUS_WATCHDOG_S:.2f})",
-                  lambda v: None if 0 <= v <= MAX_BUS_WATCHDOG_S else f"must be in 0..{MAX_BUS_WATCHDOG_S:.2f}"),
-            Param("dynamixel.gripper_current", 300, "gripper Goal Current (mA): how hard it squeezes", positive),
-            Param("dynamixel.max_step", 0.1, "largest move per command from the present position (rad; gripper: "
-                                             "fraction of its range); 0: unlimited", non_negative),
-            Param("dynamixel.joint_states_rate_hz", 100.0, "servo read and /joint_states publishing rate",
-                  positive),
-            Param("dynamixel.on_shutdown", "hold", "arms on shutdown: hold (torque on, where they are) or "
-                                                   "torque_off (limp: they drop)", one_of("hold", "torque_off")),
-        ])
-        names = p["dynamixel.arms"]
-        if len(set(names)) != len(names):
-            raise NodeStartupError(f"dynamixel.arms must be distinct names, got {names}")
-        per_arm = declare_params(node, [param for name in names for param in (
-            Param(f"dynamixel.{name}.port", "", f"serial port of arm {name}", not_empty),
-            Param(f"dynamixel.{name}.ids", [], f"servo IDs of arm {name}, in joint order", _ids_check, kind="int[]"),
-            Param(f"dynamixel.{name}.calibration", "", f"calibration file of arm {name} (tramoe-calibrate)",
-                  not_empty),
-            Param(f"dynamixel.{name}.joint_names", [], f"joint names of arm {name}, in joint order", not_empty,
-                  kind="str[]"),
-        )])
-        problems = [f"dynamixel.{n}.joint_names has {len(per_arm[f'dynamixel.{n}.joint_names'])} names for "
-                    f"{len(per_arm[f'dynamixel.{n}.ids'])} servos" for n in names
-                    if len(per_arm[f"dynamixel.{n}.joint_names"]) != len(per_arm[f"dynamixel.{n}.ids"])]
-        total = sum(len(per_arm[f"dynamixel.{n}.ids"]) for n in names)
-        if total != action_dim:
-            problems.append(f"the arms have {total} joints but action_dim is {action_dim}")
-        if problems:
-            raise NodeStartupError("dynamixel: " + "; ".join(problems))
+        shared, per_arm = _declare_parameters(node, action_dim)
+        names = shared["dynamixel.arms"]
         self.joint_names = [j for n in names for j in per_arm[f"dynamixel.{n}.joint_names"]]
-        self.max_step = p["dynamixel.max_step"]
-        self.on_shutdown = p["dynamixel.on_shutdown"]
-        self.rate_hz = p["dynamixel.joint_states_rate_hz"]
+        self.max_step = shared["dynamixel.max_step"]
+        self.on_shutdown = shared["dynamixel.on_shutdown"]
+        self.rate_hz = shared["dynamixel.joint_states_rate_hz"]
         # Present positions older than this (five missed reads) are not a base for a new goal.
         self.stale_after_s = max(0.1, 5 / self.rate_hz)
-
         self.arms: list[DynamixelArm] = []
+        self._connect_arms(names, shared, per_arm)
+        bounds = np.cumsum([0] + [len(a.ids) for a in self.arms])
+        self._slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.lower = np.concatenate([a.calibration.lower for a in self.arms])
+        self.upper = np.concatenate([a.calibration.upper for a in self.arms])
+        self._init_shared_state()
+        self._start(node)
+
+    def _connect_arms(self, names: list[str], shared: dict[str, Any], per_arm: dict[str, Any]) -> None:
+        """Open every arm's bus, check its servos against its calibration file, configure them and enable torque
+        (the arms hold where they are); a failure closes the arms opened so far.
+
+        Raises:
+            NodeStartupError: a calibration file that is missing or for other servos, or a servo bus that fails.
+        """
         try:
             for name in names:
                 path = resolve_path(per_arm[f"dynamixel.{name}.calibration"])
@@ -121,22 +150,20 @@ class DynamixelBackend(ArmBackend):
                 if calibration.ids != ids:
                     raise CalibrationError(f"calibration file {path} is for servos {calibration.ids}, "
                                            f"dynamixel.{name}.ids are {ids}")
-                bus = ServoBus(per_arm[f"dynamixel.{name}.port"], p["dynamixel.baudrate"], p["dynamixel.retries"],
-                               p["dynamixel.latency_timer_ms"])
+                bus = ServoBus(per_arm[f"dynamixel.{name}.port"], shared["dynamixel.baudrate"],
+                               shared["dynamixel.retries"], shared["dynamixel.latency_timer_ms"])
                 arm = DynamixelArm(name, bus, calibration, follower=True,
-                                   gripper_current=p["dynamixel.gripper_current"],
-                                   bus_watchdog_s=p["dynamixel.bus_watchdog_s"])
+                                   gripper_current=shared["dynamixel.gripper_current"],
+                                   bus_watchdog_s=shared["dynamixel.bus_watchdog_s"])
                 self.arms.append(arm)
                 arm.connect()
                 arm.enable_torque()
         except (DynamixelError, CalibrationError) as e:
             self._close_arms()
             raise NodeStartupError(f"dynamixel: {e}") from None
-        bounds = np.cumsum([0] + [len(a.ids) for a in self.arms])
-        self._slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        self.lower = np.concatenate([a.calibration.lower for a in self.arms])
-        self.upper = np.concatenate([a.calibration.upper for a in self.arms])
 
+    def _init_shared_state(self) -> None:
+        """The state the bus thread and the executor share, starting from the arms' present positions."""
         self._lock = threading.Lock()  # guards everything below that the bus thread shares
         self._goal: np.ndarray | None = None  # joint values (J,) not yet sent
         self._hold_requested = False
@@ -156,6 +183,8 @@ class DynamixelBackend(ArmBackend):
         self.estopped = False
         self._publish_times: deque[float] = deque(maxlen=10_000)  # appended by the bus thread only
 
+    def _start(self, node: Node) -> None:
+        """Offer /joint_states, the services and the parameter checks, then start the bus thread."""
         self._publisher = node.create_publisher(JointState, topics.JOINT_STATES, RELIABLE_QOS)
         node.create_service(Trigger, "~/estop", self._on_estop)
         node.create_service(Trigger, "~/reboot_servos", self._on_reboot_servos)
