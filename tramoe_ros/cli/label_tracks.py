@@ -25,17 +25,13 @@ the moving ones.
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
-import zlib
+from functools import partial
 from pathlib import Path
 
-import cv2
-import numpy as np
-from einops import rearrange
 from tqdm import tqdm
 
-from tramoe_ros.data.episode import Episode, EpisodeFile, EpisodeFormatError, ViewData, write_episode
+from tramoe_ros.data.episode import EpisodeFormatError
 from tramoe_ros.labeling.point_trackers import (
     BACKENDS,
     PointTracker,
@@ -43,125 +39,17 @@ from tramoe_ros.labeling.point_trackers import (
     make_tracker,
     sample_label_queries,
 )
+from tramoe_ros.labeling.relabel import (
+    EPISODE_SUFFIX,
+    LabelError,
+    expand_inputs,
+    output_paths,
+    query_rng,
+    relabel_episode,
+)
+from tramoe_ros.labeling.video_import import VIDEO_SUFFIXES, import_video
 
-EPISODE_SUFFIX = ".hdf5"
-VIDEO_SUFFIXES = (".mp4", ".avi")
-GLOB_CHARACTERS = "*?["
 DEFAULT_EVAL_OUT = Path("runs/tracker_eval")
-
-
-class LabelError(ValueError):
-    """An input or option the tool cannot use; the message names it."""
-
-
-def expand_inputs(inputs: list[str], suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
-    """Files named by `inputs` (files, folders searched recursively, globs) with one of `suffixes`, each with its
-    path relative to the folder it was found in (a file's parent, the folder, a glob's fixed leading folders).
-
-    Returns:
-        sorted unique (path, relative path) pairs.
-    Raises:
-        LabelError naming an input that matches no such file, or a file of another type named directly.
-    """
-    found: dict[Path, Path] = {}
-    for text in inputs:
-        location = Path(text)
-        if any(char in text for char in GLOB_CHARACTERS):
-            fixed = [part for part in location.parts[:next(i for i, part in enumerate(location.parts)
-                                                          if any(c in part for c in GLOB_CHARACTERS))]]
-            root = Path(*fixed) if fixed else Path(".")
-            paths = [Path(p) for p in glob.glob(text, recursive=True)]
-        elif location.is_dir():
-            root, paths = location, list(location.rglob("*"))
-        elif location.is_file():
-            if location.suffix.lower() not in suffixes:
-                raise LabelError(f"{location}: not a supported input (expected {', '.join(suffixes)})")
-            root, paths = location.parent, [location]
-        else:
-            raise LabelError(f"input {text!r} does not exist")
-        matched = [p for p in paths if p.is_file() and p.suffix.lower() in suffixes]
-        if not matched:
-            raise LabelError(f"input {text!r} matches no {'/'.join(suffixes)} file")
-        for path in matched:
-            found.setdefault(path.resolve(), path.relative_to(root))
-    return sorted(found.items())
-
-
-def read_video(path: Path, size: int, stride: int = 1) -> np.ndarray:
-    """Frames of a video file, centre-cropped to a square and resized to size x size, every `stride`-th.
-
-    Returns:
-        (T, 3, size, size) uint8 RGB.
-    Raises:
-        LabelError when the file cannot be opened or decoded, or has no frames.
-    """
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise LabelError(f"{path}: cannot open as a video (unsupported codec or not a video file)")
-    frames = []
-    index = 0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if index % stride == 0:
-                height, width = frame.shape[:2]
-                side = min(height, width)
-                top, left = (height - side) // 2, (width - side) // 2
-                square = frame[top:top + side, left:left + side]
-                interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-                resized = cv2.resize(square, (size, size), interpolation=interpolation)
-                frames.append(cv2.cvtColor(resized, cv2.COLOR_BGR2RGB))
-            index += 1
-    finally:
-        capture.release()
-    if not frames:
-        raise LabelError(f"{path}: no frames could be decoded")
-    return rearrange(np.stack(frames), "t h w c -> t c h w")
-
-
-def label_view(tracker: PointTracker, video: np.ndarray, queries: np.ndarray) -> ViewData:
-    """Track `queries` (N, 2) normalised at frame 0 through one view's (T, 3, S, S) uint8 video."""
-    tracks, visibility = tracker.track(rearrange(video, "t c h w -> t h w c"), queries)
-    return ViewData(video, tracks.astype(np.float32), visibility.astype(bool))
-
-
-def _query_rng(seed: int, relative: Path) -> np.random.Generator:
-    """Queries depend on the seed and the file's relative path only, not on the other inputs."""
-    return np.random.default_rng([seed, zlib.crc32(relative.as_posix().encode())])
-
-
-def relabel_episode(path: Path, out_path: Path, tracker: PointTracker, args: argparse.Namespace,
-                    rng: np.random.Generator) -> list[str]:
-    """Label the selected views of one episode file and write it to `out_path`; returns the views labelled."""
-    file = EpisodeFile(path)
-    missing = [view for view in args.views or [] if view not in file.views]
-    if missing:
-        raise LabelError(f"{path}: no view(s) {missing}; it has {list(file.views)}")
-    episode = file.read()
-    file.close()
-    labelled = []
-    for view in args.views or file.views:
-        if args.only_empty and file.num_points[view] > 0:
-            continue
-        queries = sample_label_queries(args.points, args.grid, rng)
-        episode.views[view] = label_view(tracker, episode.views[view].video, queries)
-        labelled.append(view)
-    if labelled or out_path.resolve() != path.resolve():
-        write_episode(out_path, episode)
-    return labelled
-
-
-def import_video(path: Path, out_path: Path, tracker: PointTracker, args: argparse.Namespace,
-                 rng: np.random.Generator) -> list[str]:
-    """Write a video file as an action-free episode with one labelled view; returns [view]."""
-    video = read_video(path, args.size, args.stride)
-    instruction = args.instruction if args.instruction is not None else path.stem.replace("_", " ").replace("-", " ")
-    view_data = label_view(tracker, video, sample_label_queries(args.points, args.grid, rng))
-    episode = Episode(views={args.view: view_data}, instruction=instruction, domain=args.domain)
-    write_episode(out_path, episode)
-    return [args.view]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -230,25 +118,20 @@ def _label(args: argparse.Namespace, tracker: PointTracker) -> int:
     has_videos = any(path.suffix.lower() in VIDEO_SUFFIXES for path, _ in work)
     if has_videos and args.out is None:
         raise LabelError("video inputs are imported as new episodes: give --out FOLDER")
-    plan = []
-    source_of: dict[Path, Path] = {}
-    for path, relative in work:
-        out_path = args.out / relative.with_suffix(EPISODE_SUFFIX) if args.out is not None else path
-        if out_path in source_of:
-            raise LabelError(f"{path} and {source_of[out_path]} would both be written to {out_path}")
-        source_of[out_path] = path
-        plan.append((path, relative, out_path))
+    plan = output_paths(work, args.out)
     failures = []
     labelled_views = 0
     progress = tqdm(plan, desc=f"labelling ({tracker.name})", unit="file")
     for path, relative, out_path in progress:
         progress.set_postfix_str(relative.as_posix()[-40:], refresh=False)
-        rng = _query_rng(args.seed, relative)
+        sample_queries = partial(sample_label_queries, args.points, args.grid, query_rng(args.seed, relative))
         try:
             if path.suffix.lower() == EPISODE_SUFFIX:
-                labelled_views += len(relabel_episode(path, out_path, tracker, args, rng))
+                labelled = relabel_episode(path, out_path, tracker, sample_queries, args.views, args.only_empty)
             else:
-                labelled_views += len(import_video(path, out_path, tracker, args, rng))
+                labelled = import_video(path, out_path, tracker, sample_queries, size=args.size, stride=args.stride,
+                                        view=args.view, domain=args.domain, instruction=args.instruction)
+            labelled_views += len(labelled)
         except (ValueError, OSError) as e:  # LabelError, EpisodeFormatError and bad values name the file
             failures.append(str(e) if str(path) in str(e) else f"{path}: {e}")
     progress.close()
