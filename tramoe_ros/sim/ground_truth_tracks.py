@@ -182,23 +182,48 @@ def grid_points(env: LiberoEnv, view: str, depth_map: np.ndarray, grid_size: int
     # Pixel centres: the depth map holds the depth rasterised at the centre of each pixel.
     indices = np.floor((np.arange(grid_size) + 0.5) * size / grid_size).astype(int)
     column_grid, row_grid = np.meshgrid(indices, indices)
-    row_index, column_index = row_grid.ravel(), column_grid.ravel()
-    pixels = np.stack([column_index, row_index], axis=1) + 0.5
+    points, on_geom = points_at_pixels(env, view, depth_map, np.stack([column_grid.ravel(), row_grid.ravel()], 1) + 0.5)
+    return points.subset(on_geom)
+
+
+def points_at_pixels(env: LiberoEnv, view: str, depth_map: np.ndarray,
+                     pixels: np.ndarray) -> tuple[AnchoredPoints, np.ndarray]:
+    """The surface points seen at `pixels` of `view` now, unprojected through the depth map and fixed to the geom
+    under each pixel (table, floor, objects, robot alike): what a query point at that pixel tracks.
+
+    Args:
+        pixels: (P, 2) sub-pixel (column, row) in the upright image, inside it.
+    Returns:
+        AnchoredPoints for all P (a pixel over no geom gets geom 0, the world, where it stays put) and (P,) bool:
+        whether a geom is under the pixel.
+    """
+    column_index, row_index = np.floor(pixels).astype(int).T
     geoms = segmentation(env, view)[row_index, column_index]
     depth = depth_map[row_index, column_index].astype(np.float64)
-    keep = geoms >= 0
+    on_geom = geoms >= 0
+    geoms = np.where(on_geom, geoms, 0)
     # Invert the projection: camera-frame point from pixel and depth, then camera -> world.
     matrix = camera_matrix(env, view)
     homogeneous = np.concatenate([pixels * depth[:, None], depth[:, None], np.ones((len(depth), 1))], axis=1)
     world = (homogeneous @ np.linalg.inv(matrix).T)[:, :3]
     data = env.sim.data._data
-    geoms, world = geoms[keep], world[keep]
     # The surface was seen from the camera, so its normal points towards it; the direction to the camera stands in.
     towards_camera = camera_position(env, view) - world
     towards_camera /= np.linalg.norm(towards_camera, axis=1, keepdims=True)
     rotations = data.geom_xmat[geoms].reshape(-1, 3, 3)
     local = np.einsum("pji,pj->pi", rotations, world - data.geom_xpos[geoms])
-    return AnchoredPoints(geoms, local, np.einsum("pji,pj->pi", rotations, towards_camera))
+    return AnchoredPoints(geoms, local, np.einsum("pji,pj->pi", rotations, towards_camera)), on_geom
+
+
+def observe(env: LiberoEnv, points: AnchoredPoints, view: str, depth_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel positions (N, 2) and visibility (N,) of `points` in `view` now, given the view's depth map now.
+    Points behind the camera have no meaningful projection: they are put far outside the image (the episode format
+    wants finite tracks)."""
+    world, normals = points.world(env.sim.data._data)
+    pixels, depth = project(world, camera_matrix(env, view))
+    seen = visible(pixels, depth, depth_map) & facing(normals, world, camera_position(env, view))
+    pixels = np.where(np.isfinite(pixels) & (depth > 0)[:, None], pixels, -env.camera_size)
+    return pixels, seen
 
 
 class SimTrackRecorder:
@@ -237,7 +262,7 @@ class SimTrackRecorder:
         candidates = surface_candidates(self.env, CANDIDATES_PER_POINT * self.num_points, self._rng)
         self.points = {}
         for view in self.env.views:
-            pixels, seen = self._observe(candidates, view, obs)
+            pixels, seen = observe(self.env, candidates, view, obs.depths[view])
             chosen = spread_over_image(pixels, np.flatnonzero(seen), self.num_points, self._rng)
             if len(chosen) < self.num_points:  # too little of the scene in view: top up with hidden points
                 hidden = np.setdiff1d(np.arange(len(seen)), chosen)
@@ -257,18 +282,9 @@ class SimTrackRecorder:
             raise RuntimeError("call start(obs) after env.reset before record(obs)")
         size = self.env.camera_size
         for view, points in self.points.items():
-            pixels, seen = self._observe(points, view, obs)
+            pixels, seen = observe(self.env, points, view, obs.depths[view])
             self._tracks[view].append((pixels / size).astype(np.float32))
             self._visibility[view].append(seen)
-
-    def _observe(self, points: AnchoredPoints, view: str, obs: LiberoObservation) -> tuple[np.ndarray, np.ndarray]:
-        """Sub-pixel positions (N, 2) and visibility (N,) of `points` in `view` now. Points behind the camera have
-        no meaningful projection: they are put far outside the image (the format wants finite tracks)."""
-        world, normals = points.world(self.env.sim.data._data)
-        pixels, depth = project(world, camera_matrix(self.env, view))
-        seen = visible(pixels, depth, obs.depths[view]) & facing(normals, world, camera_position(self.env, view))
-        pixels = np.where(np.isfinite(pixels) & (depth > 0)[:, None], pixels, -self.env.camera_size)
-        return pixels, seen
 
     def tracks(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """view -> (tracks (T, N, 2) float32 normalised x / S, y / S; visibility (T, N) bool)."""

@@ -75,6 +75,11 @@ def num_tasks(suite: str) -> int:
     return _benchmark(suite).get_num_tasks()
 
 
+def task_name(suite: str, task_index: int) -> str:
+    """The name of a task (its BDDL file's), without making its environment."""
+    return _benchmark(suite).get_task(task_index).name
+
+
 def _last_value_sensor(observable, sensor):
     """A stand-in for a robosuite camera sensor that renders nothing: it returns the observable's last value."""
 
