@@ -39,6 +39,7 @@ def test_eval_cli_writes_summary_csv_and_video(models, tmp_path, capsys):
     # Four random actions cannot put the soup in the basket.
     assert summary["tasks"][TASK] == 0.0 and summary["average"] == 0.0
     assert summary["init_states"] == [30, 31]
+    assert summary["tracks"] == "predicted"
 
     with open(out / "episodes.csv") as f:
         rows = list(csv.DictReader(f))
@@ -114,3 +115,28 @@ def test_without_policy_the_shipped_models_are_evaluated(tmp_path):
                  "--max-steps", "2", "--videos", "0", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["policy"] == str(shipped_policy()) and summary["init_states"] == [30]
+
+
+def test_static_tracks_condition_the_policy_on_nothing_moves(models, object_env):
+    """`--tracks static`: every frame's tracks are the grid queries repeated over the horizon, and the action is
+    the policy's answer to those, not to the track model's."""
+    import numpy as np
+
+    from tramoe_ros.data.sampling import sample_double_grid
+    from tramoe_ros.models.runner import PolicyRunner
+    from tramoe_ros.sim.policy_actor import PolicyActor, TrackSource
+
+    track, policy = models
+    obs = object_env.reset(30)
+    proprio = {"joint_states": obs.joint_states, "gripper_states": obs.gripper_states}
+    static = PolicyActor(PolicyRunner.from_checkpoints(policy, track), object_env.instruction, TrackSource.STATIC)
+    action = static.act(obs)
+    still = np.repeat(sample_double_grid()[None], 16, axis=0)
+    assert set(static.last_tracks) == set(static.runner.cfg.views)
+    for tracks in static.last_tracks.values():
+        np.testing.assert_array_equal(tracks, still)
+    given = PolicyRunner.from_checkpoints(policy, track).step(
+        obs.images, proprio, object_env.instruction, tracks={v: still for v in static.runner.cfg.views})
+    np.testing.assert_array_equal(action, given)
+    predicted = PolicyActor(PolicyRunner.from_checkpoints(policy, track), object_env.instruction).act(obs)
+    assert not np.allclose(action, predicted)

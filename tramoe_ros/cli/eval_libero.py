@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads per worker (default 1; keep it when comparing runs)")
     parser.add_argument("--antialiasing", action="store_true",
                         help="render with 4x multisampling (use it when the training data was collected with it)")
+    parser.add_argument("--tracks", choices=["predicted", "static"], default="predicted",
+                        help="what the policy is conditioned on: the track model's predictions (default), or "
+                             "'nothing moves' (each query point repeated over the horizon) to measure how much "
+                             "the policy uses its track model")
     parser.add_argument("--videos", type=int, default=2, help="episodes per task saved as video (default 2)")
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args(argv)
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = EvalSettings(policy=args.policy, track_model=args.track_model,
                             max_steps=args.max_steps or EVAL_MAX_STEPS, threads=args.threads, out_dir=args.out,
-                            antialiasing=args.antialiasing)
+                            antialiasing=args.antialiasing, tracks=args.tracks)
     init_states = list(range(args.first_init_state, args.first_init_state + args.trials))
     total = sum(len(t) for t in suites_tasks.values()) * args.trials
     successes = 0
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results(args.out, summaries, {
         "policy": args.policy, "track_model": args.track_model, "init_states": init_states,
         "max_steps": settings.max_steps, "workers": args.workers, "threads": args.threads,
-        "antialiasing": args.antialiasing})
+        "antialiasing": args.antialiasing, "tracks": args.tracks})
     print(f"summary: {path}")
     return 0
 

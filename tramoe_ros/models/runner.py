@@ -89,6 +89,16 @@ class PolicyRunner:
         tracks = self.predictor.predict(batch, self.queries, instruction).numpy()
         return {v: tracks[i] for i, v in enumerate(self.cfg.views)}
 
+    def still_tracks(self) -> dict[str, np.ndarray]:
+        """Tracks that say "nothing moves": each grid query repeated over the horizon, for every view (the
+        baseline that shows how much the policy uses its track model).
+
+        Returns:
+            {view: (H, K, 2) float32}
+        """
+        still = np.repeat(self.queries[None], self.cfg.horizon, axis=0)
+        return {v: still.copy() for v in self.cfg.views}
+
     def _check(self, images: dict[str, np.ndarray], tracks: dict[str, np.ndarray],
                proprio: dict[str, np.ndarray]) -> None:
         s = self.cfg.image_size

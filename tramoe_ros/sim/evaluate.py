@@ -60,7 +60,8 @@ class EvalSettings:
     policy, track_model: checkpoint paths (track_model None: the one recorded in the policy checkpoint);
     max_steps: step budget per episode; threads: torch threads per worker (the same for any number of workers,
     so results are identical); out_dir: where episode videos go (out_dir/videos/<suite>/<task>_init<k>.mp4);
-    antialiasing: render as the training data was rendered (see `LiberoEnv`).
+    antialiasing: render as the training data was rendered (see `LiberoEnv`); tracks: "predicted" (the track
+    model's) or "static" ("nothing moves", `policy_actor.TrackSource`).
     """
 
     policy: str
@@ -69,6 +70,7 @@ class EvalSettings:
     threads: int = 1
     out_dir: str = "runs/eval"
     antialiasing: bool = False
+    tracks: str = "predicted"
 
 
 @dataclass
@@ -101,12 +103,12 @@ class _Worker:
         return self.env
 
     def run(self, job: EvalJob) -> EpisodeResult:
-        from tramoe_ros.sim.policy_actor import PolicyActor
+        from tramoe_ros.sim.policy_actor import PolicyActor, TrackSource
         from tramoe_ros.viz import draw_tracks, write_animation
 
         started = time.perf_counter()
         env = self._env(job.suite, job.task_index)
-        actor = PolicyActor(self.runner, env.instruction)
+        actor = PolicyActor(self.runner, env.instruction, TrackSource(self.settings.tracks))
         obs = env.reset(job.init_state)
         actor.reset()
         frames: list[np.ndarray] = []

@@ -1,7 +1,9 @@
 """`PolicyActor`: the trajectory-guided policy acting on LIBERO observations, through `PolicyRunner` (the inference
 path of the ROS policy node). Closed-loop evaluation runs it, and DAgger collection puts it in the expert's loop
-(`expert.Learner`)."""
+(`rollout.Learner`)."""
 from __future__ import annotations
+
+import enum
 
 import numpy as np
 
@@ -18,17 +20,27 @@ def check_track_model(runner: PolicyRunner) -> None:
                          f"{runner.cfg.image_size} px: they must match")
 
 
+class TrackSource(enum.Enum):
+    """What the policy is conditioned on: the track model's predictions, or "nothing moves" (each query point
+    repeated over the horizon; the baseline of the track model's contribution)."""
+
+    PREDICTED = "predicted"
+    STATIC = "static"
+
+
 class PolicyActor:
-    """One task's closed-loop policy: the runner's own track model predicts the grid tracks of every frame.
+    """One task's closed-loop policy: the runner's own track model predicts the grid tracks of every frame (or,
+    with `TrackSource.STATIC`, every frame gets "nothing moves").
 
     last_tracks: {view: (H, K, 2)} the tracks the last action was conditioned on (for overlays), None before the
     first action of an episode.
     """
 
-    def __init__(self, runner: PolicyRunner, instruction: str):
+    def __init__(self, runner: PolicyRunner, instruction: str, tracks: TrackSource = TrackSource.PREDICTED):
         check_track_model(runner)
         self.runner = runner
         self.instruction = instruction
+        self.track_source = tracks
         self.last_tracks: dict[str, np.ndarray] | None = None
 
     def reset(self) -> None:
@@ -37,6 +49,9 @@ class PolicyActor:
 
     def act(self, obs: LiberoObservation) -> np.ndarray:
         """(action_dim,) float32 in [-1, 1] for `obs`."""
-        self.last_tracks = self.runner.predict_tracks(obs.images, self.instruction)
+        if self.track_source is TrackSource.STATIC:
+            self.last_tracks = self.runner.still_tracks()
+        else:
+            self.last_tracks = self.runner.predict_tracks(obs.images, self.instruction)
         return self.runner.step(obs.images, {"joint_states": obs.joint_states, "gripper_states": obs.gripper_states},
                                 self.instruction, tracks=self.last_tracks)
