@@ -34,3 +34,38 @@ def test_sim_does_not_import_labeling():
     uses = {str(path.relative_to(PACKAGE)) for path in (PACKAGE / "sim").rglob("*.py")
             if any(m.startswith("tramoe_ros.labeling") for m in imported_modules(path))}
     assert not uses
+
+
+# Floors, bottom first (README, Layout): a module may import its own package and anything on a lower floor.
+FLOORS = (
+    ("config", "paths", "viz"),
+    ("data",),
+    ("models", "robot", "labeling"),
+    ("sim",),
+    ("training",),
+    ("ros",),
+    ("nodes", "bench", "cli", "demo", "smoke"),
+)
+
+
+def package_of(module: str) -> str:
+    """'tramoe_ros.models.runner' -> 'models'; 'tramoe_ros.viz' -> 'viz'."""
+    return module.split(".")[1]
+
+
+def test_imports_go_down_the_floors_only():
+    floor = {name: level for level, names in enumerate(FLOORS) for name in names}
+    top_level = {path.stem for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
+    packages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    assert packages | top_level == set(floor), "every package and top-level module has a floor"
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        own = relative.parts[0] if len(relative.parts) > 1 else relative.stem
+        if own == "__init__.py":
+            continue
+        for module in imported_modules(path):
+            if module.startswith("tramoe_ros.") and package_of(module) != own \
+                    and floor[package_of(module)] > floor[own]:
+                upward.append(f"{relative} imports {module}")
+    assert not upward
