@@ -32,6 +32,7 @@ setup(
             "tramoe-up = tramoe_ros.cli.up:main",
             "tramoe-demo = tramoe_ros.cli.demo:main",
             "tramoe-collect-libero = tramoe_ros.cli.collect_libero:main",
+            "tramoe-import-libero = tramoe_ros.cli.import_libero:main",
             "tramoe-label-tracks = tramoe_ros.cli.label_tracks:main",
             "tramoe-eval-libero = tramoe_ros.cli.eval_libero:main",
             "tramoe-ablate = tramoe_ros.cli.ablate:main",

@@ -80,6 +80,11 @@ def task_name(suite: str, task_index: int) -> str:
     return _benchmark(suite).get_task(task_index).name
 
 
+def task_names(suite: str) -> list[str]:
+    """The names of `suite`'s tasks in LIBERO's task order."""
+    return _benchmark(suite).get_task_names()
+
+
 def _last_value_sensor(observable, sensor):
     """A stand-in for a robosuite camera sensor that renders nothing: it returns the observable's last value."""
 
@@ -373,6 +378,26 @@ class LiberoEnv:
         return [observables[name] for name in observables
                 if any(name.startswith(f"{CAMERA_NAMES[view]}_") for view in self.views)
                 and name.endswith(("_image", "_depth"))]
+
+    def set_state(self, state: np.ndarray) -> None:
+        """Put the simulator in a flattened state (1 + nq + nv,: time, qpos, qvel, as LIBERO's datasets store it)
+        and bring everything derived from it up to date: positions, contacts (`sim.forward`) and LIBERO's object
+        states (a stove's flame, ...; `_post_process`). Nothing is rendered."""
+        self.sim.set_state_from_flattened(state)
+        self.sim.forward()
+        self.robosuite_env._post_process()
+
+    def observe_state(self, state: np.ndarray) -> LiberoObservation:
+        """Set a flattened state and render it: the observation `reset`/`step` would return there (robosuite's
+        observables forced to update at the set state, then this env's conversion).
+
+        A step's own observation is sampled by robosuite 1.4 two physics sub-steps (4 ms) before the state the step
+        ends in, so it differs from this render of that state by a fraction of a grey level on average (more for
+        the moving wrist camera; docs/libero-import.md).
+        """
+        self.make_render_current()
+        self.set_state(state)
+        return self._observation(self.robosuite_env._get_observations(force_update=True))
 
     def check_success(self) -> bool:
         """Whether the task's BDDL goal holds in the current state."""
