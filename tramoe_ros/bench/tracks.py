@@ -100,6 +100,10 @@ class DriftSums:
         self.total += float(drift[still].sum())
         self.points += int(still.sum())
 
+    def merge(self, other: DriftSums) -> None:
+        self.total += other.total
+        self.points += other.points
+
     def value(self) -> float:
         return round(self.total / self.points, 3) if self.points else float("nan")
 
@@ -112,8 +116,7 @@ class TaskScores:
     def merge(self, other: TaskScores) -> None:
         for name, sums in other.sets.items():
             self.sets[name].merge(sums)
-        self.drift.total += other.drift.total
-        self.drift.points += other.drift.points
+        self.drift.merge(other.drift)
 
 
 # (images (B, S, S, 3) uint8, queries (B, K, 2) normalised, instruction) -> (B, H, K, 2) normalised tracks

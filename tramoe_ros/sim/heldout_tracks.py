@@ -112,6 +112,18 @@ def load_windows(path: Path) -> EpisodeWindows:
                          f"again") from e
 
 
+@dataclass
+class _GridWindow:
+    """The query grid anchored at one evaluation frame: per view, the anchored points, whether a geom is under
+    each (K,), and the (K, 2) positions and (K,) visibility recorded so far, one per frame."""
+
+    start: int
+    anchored: dict[str, AnchoredPoints]
+    on_geom: dict[str, np.ndarray]
+    tracks: dict[str, list[np.ndarray]]
+    visibility: dict[str, list[np.ndarray]]
+
+
 class _QueryGridFollower:
     """Follows the policy's query grid, anchored anew at each evaluation frame, for `horizon` frames."""
 
@@ -119,38 +131,38 @@ class _QueryGridFollower:
         self.env = env
         self.settings = settings
         self.pixels = sample_double_grid() * env.camera_size
-        # Per evaluation frame: anchored points, whether a geom is under each, tracks and visibility so far (per view).
-        self.active: list[tuple[dict[str, AnchoredPoints], dict[str, np.ndarray], dict[str, list], dict[str, list]]] = []
-        self.starts: list[int] = []
+        self.windows: list[_GridWindow] = []
 
     def record(self, frame: int, obs: LiberoObservation) -> None:
         """Call with every frame's observation while the simulator holds that frame's state."""
+        views = self.env.views
         if frame % self.settings.stride == 0:
-            anchored, on_geom = {}, {}
-            for view in self.env.views:
-                anchored[view], on_geom[view] = points_at_pixels(self.env, view, obs.depths[view], self.pixels)
-            self.active.append((anchored, on_geom, {view: [] for view in self.env.views},
-                                {view: [] for view in self.env.views}))
-            self.starts.append(frame)
-        for anchored, on_geom, tracks, visibility in self.active:
-            if len(visibility[self.env.views[0]]) == self.settings.horizon:
+            anchored = {view: points_at_pixels(self.env, view, obs.depths[view], self.pixels) for view in views}
+            self.windows.append(_GridWindow(frame, {view: a[0] for view, a in anchored.items()},
+                                            {view: a[1] for view, a in anchored.items()},
+                                            {view: [] for view in views}, {view: [] for view in views}))
+        for window in self.windows:
+            if frame - window.start >= self.settings.horizon:
                 continue  # this window is complete
-            for view, points in anchored.items():
+            for view, points in window.anchored.items():
                 pixels, seen = observe(self.env, points, view, obs.depths[view])
+                on_geom = window.on_geom[view]
                 # The query itself is where it was asked; a pixel over no geom is not scored (never visible).
-                tracks[view].append(np.where(on_geom[view][:, None], pixels, self.pixels) / self.env.camera_size)
-                visibility[view].append(seen & on_geom[view])
+                window.tracks[view].append(np.where(on_geom[:, None], pixels, self.pixels) / self.env.camera_size)
+                window.visibility[view].append(seen & on_geom)
 
-    def windows(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def starts(self) -> np.ndarray:
+        """(E,) the evaluation frames."""
+        return np.array([window.start for window in self.windows])
+
+    def stacked(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """view -> ((E, H, K, 2) tracks, (E, H, K) visibility); past the episode end the last frame repeats."""
-        horizon = self.settings.horizon
         result = {}
         for view in self.env.views:
-            tracks = [np.stack(t[view][:horizon]) for _, _, t, _ in self.active]
-            visibility = [np.stack(v[view][:horizon]) for _, _, _, v in self.active]
-            pad = [np.minimum(np.arange(horizon), len(t) - 1) for t in tracks]
-            result[view] = (np.stack([t[p] for t, p in zip(tracks, pad)]).astype(np.float32),
-                            np.stack([v[p] for v, p in zip(visibility, pad)]))
+            pads = [np.minimum(np.arange(self.settings.horizon), len(w.tracks[view]) - 1) for w in self.windows]
+            result[view] = (np.stack([np.stack(w.tracks[view])[pad] for w, pad in zip(self.windows, pads)])
+                            .astype(np.float32),
+                            np.stack([np.stack(w.visibility[view])[pad] for w, pad in zip(self.windows, pads)]))
         return result
 
 
@@ -176,10 +188,11 @@ def collect_episode_windows(env: LiberoEnv, init_state: int, settings: WindowSet
         frame += 1
         recorder.record(next_obs)
         record(frame, next_obs)
-    frames = np.array(grid.starts)
+    frames = grid.starts()
+    surface = recorder.tracks()
     views = {}
-    for view, (grid_tracks, grid_visibility) in grid.windows().items():
-        tracks, visibility = recorder.tracks()[view]
+    for view, (grid_tracks, grid_visibility) in grid.stacked().items():
+        tracks, visibility = surface[view]
         sampled_tracks, sampled_visibility = _sampled_windows(tracks, visibility, frames, env.camera_size, settings,
                                                               np.random.default_rng([settings.seed, init_state]))
         views[view] = ViewWindows(np.stack(images[view]), grid_tracks, grid_visibility, sampled_tracks,
