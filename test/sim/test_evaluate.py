@@ -140,3 +140,32 @@ def test_static_tracks_condition_the_policy_on_nothing_moves(models, object_env)
     np.testing.assert_array_equal(action, given)
     predicted = PolicyActor(PolicyRunner.from_checkpoints(policy, track), object_env.instruction).act(obs)
     assert not np.allclose(action, predicted)
+
+
+def test_track_lag_conditions_each_action_on_the_tracks_of_an_earlier_frame(models, object_env):
+    """`--track-lag 2`: the first three frames act on the first frame's tracks, then frame t on frame t-2's, as the
+    real-time graph pairs an image with older tracks; lag 0 acts on each frame's own."""
+    import numpy as np
+
+    from tramoe_ros.models.runner import PolicyRunner
+    from tramoe_ros.sim.policy_actor import PolicyActor, TrackSource
+
+    track, policy = models
+    runner = PolicyRunner.from_checkpoints(policy, track)
+    lagged = PolicyActor(runner, object_env.instruction, TrackSource.PREDICTED, track_lag=2)
+    obs = object_env.reset(30)
+    own, used = [], []
+    for _ in range(5):
+        own.append(runner.predict_tracks(obs.images, object_env.instruction))
+        lagged.act(obs)
+        used.append(lagged.last_tracks)
+        obs, _, _ = object_env.step(np.full(7, 0.8, np.float32))
+    view = runner.cfg.views[0]
+    # The arm moves, so every frame's prediction differs from the last one's.
+    assert not np.allclose(own[3][view], own[4][view])
+    for t, source in enumerate([0, 0, 0, 1, 2]):
+        np.testing.assert_array_equal(used[t][view], own[source][view])
+    lagged.reset()
+    assert lagged.last_tracks is None
+    with pytest.raises(ValueError, match="track_lag"):
+        PolicyActor(runner, object_env.instruction, track_lag=-1)

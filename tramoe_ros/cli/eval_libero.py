@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="what the policy is conditioned on: the track model's predictions (default), or "
                              "'nothing moves' (each query point repeated over the horizon) to measure how much "
                              "the policy uses its track model")
+    parser.add_argument("--track-lag", type=int, default=0,
+                        help="condition each action on the tracks predicted this many frames earlier, as the "
+                             "real-time ROS graph does (default 0: lock-step, the tracks of the current frame)")
     parser.add_argument("--videos", type=int, default=2, help="episodes per task saved as video (default 2)")
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args(argv)
@@ -65,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tramoe-eval-libero: error: {message}", file=sys.stderr)
         return 2
 
-    if args.trials < 1 or args.workers < 1 or args.threads < 1 or args.videos < 0 or args.first_init_state < 0:
-        return fail("need --trials, --workers, --threads >= 1 and --videos, --first-init-state >= 0")
+    if (args.trials < 1 or args.workers < 1 or args.threads < 1 or args.videos < 0 or args.first_init_state < 0
+            or args.track_lag < 0):
+        return fail("need --trials, --workers, --threads >= 1 and --videos, --first-init-state, --track-lag >= 0")
     if args.first_init_state + args.trials > 50:
         return fail(f"LIBERO tasks have 50 initial states; --first-init-state {args.first_init_state} with "
                     f"--trials {args.trials} goes past them")
@@ -86,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = EvalSettings(policy=args.policy, track_model=args.track_model,
                             max_steps=args.max_steps or EVAL_MAX_STEPS, threads=args.threads, out_dir=args.out,
-                            antialiasing=args.antialiasing, tracks=args.tracks)
+                            antialiasing=args.antialiasing, tracks=args.tracks,
+                            track_lag=args.track_lag)
     init_states = list(range(args.first_init_state, args.first_init_state + args.trials))
     total = sum(len(t) for t in suites_tasks.values()) * args.trials
     successes = 0
@@ -109,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results(args.out, summaries, {
         "policy": args.policy, "track_model": args.track_model, "init_states": init_states,
         "max_steps": settings.max_steps, "workers": args.workers, "threads": args.threads,
-        "antialiasing": args.antialiasing, "tracks": args.tracks})
+        "antialiasing": args.antialiasing, "tracks": args.tracks,
+        "track_lag": args.track_lag})
     print(f"summary: {path}")
     return 0
 

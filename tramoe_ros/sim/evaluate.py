@@ -61,7 +61,8 @@ class EvalSettings:
     max_steps: step budget per episode; threads: torch threads per worker (the same for any number of workers,
     so results are identical); out_dir: where episode videos go (out_dir/videos/<suite>/<task>_init<k>.mp4);
     antialiasing: render as the training data was rendered (see `LiberoEnv`); tracks: "predicted" (the track
-    model's) or "static" ("nothing moves", `policy_actor.TrackSource`).
+    model's) or "static" ("nothing moves", `policy_actor.TrackSource`); track_lag: frames between the image the
+    tracks were predicted from and the image the policy acts on (`PolicyActor`; 0: lock-step).
     """
 
     policy: str
@@ -71,6 +72,7 @@ class EvalSettings:
     out_dir: str = "runs/eval"
     antialiasing: bool = False
     tracks: str = "predicted"
+    track_lag: int = 0
 
 
 @dataclass
@@ -108,7 +110,8 @@ class _Worker:
 
         started = time.perf_counter()
         env = self._env(job.suite, job.task_index)
-        actor = PolicyActor(self.runner, env.instruction, TrackSource(self.settings.tracks))
+        actor = PolicyActor(self.runner, env.instruction, TrackSource(self.settings.tracks),
+                            self.settings.track_lag)
         obs = env.reset(job.init_state)
         actor.reset()
         frames: list[np.ndarray] = []
