@@ -1,5 +1,5 @@
 """GraphProbe: the fresh-action rate counts steps that applied an action of an observation not acted on before;
-repeated and held steps are counted apart, and each episode is summarised on its own."""
+repeated and held steps are counted apart, fresh ones as on time or late, and each episode is summarised on its own."""
 import os
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -37,12 +37,14 @@ def status(episode: int, step: int, action_step: int | None, repeated: bool = Fa
 
 def test_fresh_rate_counts_new_actions_only(probe):
     probe._on_status(status(0, 0, None))
-    applied = [0, 1, 2, 2, 4, 5, None, None, 8, 9]  # step 4 repeats 2's action; 7 and 8 hold
+    # Step 4 repeats 2's action; step 5 applies 3's, which came after step 4 (late); 7 and 8 hold.
+    applied = [0, 1, 2, 2, 3, 5, None, None, 8, 9]
     for step, action in enumerate(applied, start=1):
         probe._on_status(status(0, step, action, repeated=step == 4, done=step == len(applied)))
     summary = probe.summary(0)
     assert summary["steps"] == 10 and summary["done"]
     assert summary["repeated_steps"] == 1 and summary["hold_steps"] == 2
+    assert summary["on_time_steps"] == 6 and summary["late_steps"] == 1
     # 7 fresh steps over the 9 periods between the first step and the last: (7 - 1) / 0.45 s.
     assert summary["fresh_action_rate_hz"] == pytest.approx(6 / 0.45, abs=0.01)
     assert summary["sim_rate_hz"] == pytest.approx(20.0, abs=0.01)

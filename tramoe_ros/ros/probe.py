@@ -68,7 +68,9 @@ class GraphProbe(Node):
     def summary(self, episode: int | None = None) -> dict:
         """Of `episode` (default: the last one seen): steps, success, done; sim_rate_hz (simulation steps per
         second, from the stamps of the observations after each step); fresh_action_rate_hz (steps that applied a
-        fresh action per second), repeated_steps and hold_steps; control_rate_hz (distinct actions per second),
+        fresh action per second), repeated_steps and hold_steps; on_time_steps (steps that applied the action
+        computed from the observation just before them, as lock-step always does) and late_steps (fresh steps
+        whose action came from an older observation: it arrived after its own step); control_rate_hz (distinct actions per second),
         latency_ms_p50/p95/max (camera -> action), its parts tracks_latency_ms_p50 (camera -> tracks) and
         policy_inference_ms_p50, and the number of actions, over the episode's span."""
         if episode is None and self.statuses:
@@ -78,11 +80,16 @@ class GraphProbe(Node):
         stepped = {s.step: s for s in statuses if s.step > 0}
         steps = sorted((step, stamp_to_ns(s.header.stamp)) for step, s in stepped.items())
         span = (steps[-1][1] - steps[0][1]) if len(steps) > 1 else 0
-        fresh, seen = 0, set()
-        for _, s in sorted(stepped.items()):
+        # The observations of each step (before the first action, the world waits and re-stamps step 0's).
+        observed: dict[int, set[int]] = {}
+        for s in statuses:
+            observed.setdefault(s.step, set()).add(stamp_to_ns(s.header.stamp))
+        fresh, on_time, seen = 0, 0, set()
+        for step, s in sorted(stepped.items()):
             stamp = stamp_to_ns(s.action_stamp)
             if stamp and not s.action_repeated and stamp not in seen:
                 fresh += 1
+            on_time += bool(stamp) and not s.action_repeated and stamp in observed.get(step - 1, ())
             seen.add(stamp)
         # Actions, tracks and policy times of observations within the episode (start: its first status).
         start = stamp_to_ns(statuses[0].header.stamp) if statuses else 0
@@ -101,6 +108,8 @@ class GraphProbe(Node):
             "fresh_action_rate_hz": _rate(fresh - 1, span) if len(steps) > 1 else 0.0,
             "repeated_steps": sum(s.action_repeated for s in stepped.values()),
             "hold_steps": sum(stamp_to_ns(s.action_stamp) == 0 for s in stepped.values()),
+            "on_time_steps": on_time,
+            "late_steps": fresh - on_time,
             "control_rate_hz": control_rate,
             "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
             "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1),
