@@ -129,10 +129,16 @@ class PolicyConfig:
     # which has no dropout: with it, the CPU policy's training step falls back to the materialised softmax path
     # and takes ~2x as long (3.3 vs 1.7 s per batch of 16 at config/train_policy_cpu.yaml's size).
     attention_dropout: float = 0.1
+    # Actions predicted per step: the step's own and the next action_chunk - 1 (an action chunk, as ACT). Every
+    # observation still gets a fresh first action; the rest are what a real-time executor applies at the steps
+    # whose own action comes late (docs/ros-graph.md). 1: the paper's policy.
+    action_chunk: int = 1
 
     def __post_init__(self) -> None:
         if not self.views:
             raise ConfigError("policy needs at least one view")
+        if self.action_chunk < 1:
+            raise ConfigError(f"action_chunk must be at least 1, got {self.action_chunk}")
         if self.action_dim < 1:
             raise ConfigError(f"action_dim must be positive, got {self.action_dim}")
         if self.stem_channels < 1:

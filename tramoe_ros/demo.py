@@ -6,7 +6,8 @@ state (the first through the bridge's `init_state_index`, the next ones through 
 the first episode into a video. It prints and writes (out_dir/summary.json) per episode and over all of them:
 success, steps, the simulation's step rate, the rate of fresh actions the simulation applied (computed from a new
 observation; a repeated or held step is not fresh), how many steps applied the action of their own observation
-(on time, as lock-step does) and how many a fresh action of an older one (late), the control rate and the camera->action latency (p50/p95,
+(on time, as lock-step does), the action an older one's chunk planned for them (planned), or an older one's own
+action (late), the control rate and the camera->action latency (p50/p95,
 from the image stamps carried through the graph).
 """
 from __future__ import annotations
@@ -79,8 +80,8 @@ def _aggregate(rows: list[dict]) -> dict:
     weighted = {key: round(float(np.average([r[key] for r in rows], weights=steps)), 2) if steps.sum() else 0.0
                 for key in ("sim_rate_hz", "fresh_action_rate_hz", "control_rate_hz")}
     return {"success_rate": round(float(np.mean([r["success"] for r in rows])), 3), **weighted,
-            **{key: int(sum(r[key] for r in rows)) for key in ("repeated_steps", "late_steps", "hold_steps",
-                                                               "on_time_steps")}}
+            **{key: int(sum(r[key] for r in rows)) for key in ("on_time_steps", "planned_steps", "late_steps",
+                                                               "repeated_steps", "hold_steps")}}
 
 
 def run_sim_demo(out_dir: str | Path, task: str = DEFAULT_TASK, policy_path: str | Path | None = None,

@@ -173,11 +173,33 @@ def test_policy_frame_stack_is_padded_at_the_start(demo_paths):
     later = dataset[LENGTH + 5]
     assert later["frames"].tolist() == [2, 3, 4, 5] and later["valid_steps"].all()
     assert torch.equal(later["images"][1], torch.from_numpy(file.frames("eye_in_hand", [2, 3, 4, 5])).float())
-    assert torch.equal(later["actions"], torch.from_numpy(file.actions(2, 6)))
-    assert later["actions"].shape == (4, 7)
+    assert torch.equal(later["actions"][:, 0], torch.from_numpy(file.actions(2, 6)))
+    assert later["actions"].shape == (4, 1, 7) and later["action_mask"].all()
     assert later["proprio"]["joint_states"].shape == (4, 7) and later["proprio"]["gripper_states"].shape == (4, 2)
     assert torch.equal(dataset[LENGTH + 1]["actions"][:3], first["actions"][:3])  # frame 0's action repeats
     assert "tracks" not in later
+
+
+def test_policy_action_chunks_hold_the_next_actions_and_mask_the_episode_end(demo_paths):
+    dataset = policy_dataset(demo_paths, train=False, action_chunk=3)
+    file = EpisodeFile(demo_paths[0])
+    actions = file.actions(0, LENGTH)
+    first = dataset[0]  # t = 0: every stacked frame is frame 0, whose chunk is actions 0, 1, 2
+    assert first["actions"].shape == (4, 3, 7) and first["action_mask"].all()
+    assert torch.equal(first["actions"][-1], torch.from_numpy(actions[0:3]))
+    last = dataset[LENGTH - 1]  # frames LENGTH-4 .. LENGTH-1
+    assert last["action_mask"][-1].tolist() == [True, False, False]
+    assert last["action_mask"][-2].tolist() == [True, True, False]
+    assert torch.equal(last["actions"][-2, :2], torch.from_numpy(actions[LENGTH - 2:]))
+    assert (last["actions"][-1, 1:] == 0).all()
+    for t in range(LENGTH):
+        item = dataset[t]
+        for i, frame in enumerate(item["frames"].tolist()):
+            for c in range(3):
+                if item["action_mask"][i, c]:
+                    assert torch.equal(item["actions"][i, c], torch.from_numpy(actions[frame + c]))
+    with pytest.raises(ValueError, match="action_chunk"):
+        policy_dataset(demo_paths, action_chunk=0)
 
 
 def cache_from_ground_truth(paths, horizon=6, num_points=5):

@@ -1,5 +1,5 @@
 """The policy on ONNX Runtime gives the actions eager torch gives, step by step through `PolicyRunner` (frame stack,
-every track-conditioning mode), and the runner keeps torch, saying why, where ONNX Runtime is missing."""
+every track-conditioning mode, action chunks), and the runner keeps torch, saying why, where ONNX Runtime is missing."""
 import builtins
 import dataclasses
 
@@ -24,10 +24,10 @@ def _observations(cfg, steps: int, seed: int = 0):
         yield images, proprio, tracks
 
 
-@pytest.mark.parametrize("mask_mode", list(MaskMode))
-def test_onnxruntime_actions_match_torch_step_by_step(mask_mode):
+@pytest.mark.parametrize("mask_mode, action_chunk", [*((m, 1) for m in MaskMode), (MaskMode.ADAPTIVE, 4)])
+def test_onnxruntime_actions_match_torch_step_by_step(mask_mode, action_chunk):
     _, policy_cfg = tiny_model_configs()
-    policy_cfg = dataclasses.replace(policy_cfg, mask_mode=mask_mode)
+    policy_cfg = dataclasses.replace(policy_cfg, mask_mode=mask_mode, action_chunk=action_chunk)
     torch.manual_seed(0)
     policy = TrackGuidedPolicy(policy_cfg)
     eager = PolicyRunner(policy, None)
@@ -37,6 +37,8 @@ def test_onnxruntime_actions_match_torch_step_by_step(mask_mode):
     for images, proprio, tracks in _observations(policy_cfg, policy_cfg.frame_stack + 3):
         expected = eager.step(images, proprio, "", tracks)
         np.testing.assert_allclose(onnx.step(images, proprio, "", tracks), expected, atol=1e-4)
+        assert onnx.last_chunk.shape == (action_chunk, policy_cfg.action_dim)
+        np.testing.assert_allclose(onnx.last_chunk, eager.last_chunk, atol=1e-4)
 
 
 def test_without_onnxruntime_the_runner_keeps_torch_and_says_why(monkeypatch):

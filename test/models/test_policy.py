@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tramoe_ros.config import MaskMode, PolicyConfig
+from tramoe_ros.config import ConfigError, MaskMode, PolicyConfig
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.track_mask import AdaptiveTrackMask
 
@@ -40,7 +40,7 @@ def test_output_shapes_and_input_channels(mode, views, action_dim):
     cfg = small_cfg(mask_mode=mode, views=views, action_dim=action_dim)
     policy = TrackGuidedPolicy(cfg)
     out = policy(*make_inputs(cfg))
-    assert out.shape == (2, cfg.frame_stack, action_dim)
+    assert out.shape == (2, cfg.frame_stack, 1, action_dim)
     assert torch.isfinite(out).all()
     assert len(policy.image_encoders) == len(views)
     first_conv = policy.image_encoders[0].net[0]
@@ -52,7 +52,7 @@ def test_output_shapes_and_input_channels(mode, views, action_dim):
 def test_any_proprio_set(proprio_dims):
     cfg = small_cfg(proprio_dims=proprio_dims)
     policy = TrackGuidedPolicy(cfg)
-    assert policy(*make_inputs(cfg)).shape == (2, 3, 7)
+    assert policy(*make_inputs(cfg)).shape == (2, 3, 1, 7)
 
 
 def test_num_parameters_counts_all_and_trainable():
@@ -125,7 +125,7 @@ def test_act_returns_clamped_last_step_and_needs_eval():
         policy.head[-1].weight.mul_(50.0)
         full = policy(*inputs)
     action = policy.act(*inputs)
-    assert action.shape == (2, 7)
+    assert action.shape == (2, 1, 7)
     assert full.abs().max() > 1.0
     torch.testing.assert_close(action, full[:, -1].clamp(-1, 1))
 
@@ -192,7 +192,7 @@ def test_tiny_overfit_adaptive_mask():
     cfg = small_cfg(mask_mode=MaskMode.ADAPTIVE, dropout=0.0)
     policy = TrackGuidedPolicy(cfg).train()
     images, tracks, proprio = make_inputs(cfg, batch=4, seed=1)
-    target = torch.rand(4, cfg.frame_stack, cfg.action_dim) * 2 - 1
+    target = torch.rand(4, cfg.frame_stack, 1, cfg.action_dim) * 2 - 1
     before = policy.track_mask.step_values.detach().clone()
     # No weight decay, so that any change of the mask parameters comes from their gradient.
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3, weight_decay=0.0)
@@ -206,3 +206,29 @@ def test_tiny_overfit_adaptive_mask():
     assert losses[-1] < losses[0] / 10, losses
     after = policy.track_mask.step_values.detach()
     assert (after != before).all() and (after - before).abs().max() > 1e-3, (before, after)
+
+
+def test_action_chunk_head_predicts_the_next_actions_of_every_step():
+    cfg = small_cfg(action_chunk=4)
+    policy = TrackGuidedPolicy(cfg).eval()
+    inputs = make_inputs(cfg)
+    out = policy(*inputs)
+    assert out.shape == (2, cfg.frame_stack, 4, 7)
+    # The chunk's steps are separate outputs, not one action repeated.
+    assert not torch.allclose(out[:, :, 0], out[:, :, 1])
+    torch.testing.assert_close(policy.act(*inputs), out[:, -1].clamp(-1, 1))
+    with pytest.raises(ConfigError, match="action_chunk"):
+        small_cfg(action_chunk=0)
+
+
+def test_a_one_action_policy_widened_into_a_chunk_policy_acts_as_before():
+    one = TrackGuidedPolicy(small_cfg()).eval()
+    chunked = TrackGuidedPolicy(small_cfg(action_chunk=3)).eval()
+    chunked.load_state_dict(chunked.widen_one_action_weights(one.state_dict()))
+    inputs = make_inputs(small_cfg())
+    before, after = one(*inputs), chunked(*inputs)
+    assert after.shape == (2, 3, 3, 7)
+    for c in range(3):
+        torch.testing.assert_close(after[:, :, c], before[:, :, 0])
+    with pytest.raises(ValueError, match="one-action"):
+        chunked.widen_one_action_weights(chunked.state_dict())

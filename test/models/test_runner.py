@@ -39,8 +39,8 @@ def test_frame_stack_pads_with_the_first_observation_then_slides():
     obs = [_observation(rng, t) for t in range(5)]
     got = [runner.step(o[0], o[2], "pick up the bowl", tracks=o[1]) for o in obs]
     # Step 0 sees [o0, o0, o0] (padding as in the training data), step 4 sees [o2, o3, o4].
-    expected0 = policy.act(*_batch([obs[0]] * 3))[0].numpy()
-    expected4 = policy.act(*_batch(obs[2:5]))[0].numpy()
+    expected0 = policy.act(*_batch([obs[0]] * 3))[0, 0].numpy()
+    expected4 = policy.act(*_batch(obs[2:5]))[0, 0].numpy()
     np.testing.assert_allclose(got[0], expected0, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got[4], expected4, rtol=1e-5, atol=1e-6)
     assert all(np.all(np.abs(a) <= 1) for a in got)
@@ -81,3 +81,20 @@ def test_runner_loads_policy_and_its_track_model_from_checkpoints(tmp_path):
     action = runner.step(images, proprio, "pick up the bowl")
     assert action.shape == (7,) and np.isfinite(action).all()
     assert runner.model_id.startswith("policy-") and runner.predictor.model_id.startswith("track-")
+
+
+def test_runner_keeps_the_chunk_planned_from_the_last_observation():
+    import dataclasses
+
+    torch.manual_seed(0)
+    policy = TrackGuidedPolicy(dataclasses.replace(POLICY, action_chunk=3)).eval()
+    runner = PolicyRunner(policy, predictor=None)
+    assert runner.last_chunk is None
+    obs = _observation(np.random.default_rng(1), 0)
+    action = runner.step(obs[0], obs[2], "pick up the bowl", tracks=obs[1])
+    expected = policy.act(*_batch([obs] * 3))[0].numpy()
+    assert runner.last_chunk.shape == (3, POLICY.action_dim)
+    np.testing.assert_allclose(runner.last_chunk, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(action, runner.last_chunk[0])
+    runner.reset()
+    assert runner.last_chunk is None

@@ -100,7 +100,9 @@ def test_malformed_actions_dropped_and_counted(driver, arm):
     header = Header(stamp=driver.node.get_clock().now().to_msg())
     actions.publish(action_to_msg(np.zeros(7, np.float32), header, 0.0, "wrong dimension"))
     actions.publish(action_to_msg(np.array([np.nan, 0, 0], np.float32), header, 0.0, "nan"))
-    driver.spin_until(lambda: {"dropped/wrong_action_dimension", "dropped/nonfinite_action"} <=
+    actions.publish(PolicyAction(header=header, dimension=3, action=[0.0] * 3, planned=[0.0] * 4))
+    driver.spin_until(lambda: {"dropped/wrong_action_dimension", "dropped/nonfinite_action",
+                               "dropped/bad_planned_length"} <=
                       last_values(received).keys(), 3, "malformed actions counted")
     assert process.alive()
 

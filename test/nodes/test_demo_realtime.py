@@ -23,10 +23,10 @@ def test_realtime_episodes_through_the_graph(tiny_models, tmp_path, driver):
     assert [e["init_state"] for e in summary["episodes"]] == [30, 31]
     for episode in summary["episodes"]:
         assert episode["steps"] == STEPS and episode["done"]
-        # Every step applied one thing: its observation's action (on time), a newer action of an older observation
-        # (late), a repeat of the standing one, or a hold.
-        assert episode["on_time_steps"] + episode["late_steps"] + episode["repeated_steps"] \
-            + episode["hold_steps"] == STEPS
+        # Every step applied one thing: its observation's action (on time), what an older observation's chunk
+        # planned for it, an older observation's own action (late), a repeat, or a hold.
+        assert episode["on_time_steps"] + episode["planned_steps"] + episode["late_steps"] \
+            + episode["repeated_steps"] + episode["hold_steps"] == STEPS
         assert episode["on_time_steps"] > 0
         assert 0 < episode["fresh_action_rate_hz"] <= 21.0
         assert 15.0 < episode["sim_rate_hz"] <= 21.0

@@ -101,3 +101,59 @@ def test_each_step_applies_the_newest_action_repeats_it_briefly_then_holds(drive
     tail = [kind[k] for k in range(last + 1, 17)]
     repeats = tail.count("repeated")
     assert 1 <= repeats <= 3 and tail == ["repeated"] * repeats + ["held"] * (len(tail) - repeats), kind
+
+
+def test_a_step_without_its_own_action_applies_what_the_newest_plan_holds_for_it(driver, tmp_path):
+    """An action-chunk policy's answers carry 3 planned actions: once answers stop, the next steps apply the last
+    answer's plan, each the row for its own step (offset = steps since that observation), then the last one
+    repeats until `command_timeout_s`, then the arm holds."""
+    import numpy as np
+
+    statuses: list[EpisodeStatus] = []
+    answering = {"on": True}
+    actions = driver.node.create_publisher(PolicyAction, topics.LIBERO_ACTION, RELIABLE_QOS)
+    planned = np.tile(NOOP_ACTION, (3, 1))
+
+    def answer(status: EpisodeStatus) -> None:
+        statuses.append(status)
+        if answering["on"] and not status.done:
+            actions.publish(action_to_msg(NOOP_ACTION, status.header, 0.0, "test", planned=planned))
+
+    driver.node.create_subscription(EpisodeStatus, topics.EPISODE_STATUS, answer, STATUS_QOS)
+    bridge = NodeProcess("tramoe_ros.nodes.libero_bridge_node", ros_args(
+        {"mode": "realtime", "control_rate_hz": CONTROL_HZ, "camera_rate_hz": 0.0, "max_steps": 18,
+         "command_timeout_s": 0.45, "action_grace_s": 0.05}), tmp_path / "bridge.log")
+    try:
+        driver.spin_until(lambda: any(s.step >= 8 for s in statuses) or not bridge.alive(), 240, "8 answered steps")
+        assert bridge.alive(), bridge.output()
+        answering["on"] = False
+        driver.spin_until(lambda: any(s.done for s in statuses), 60, "the episode to end")
+    finally:
+        assert bridge.stop() == 0, bridge.output()
+
+    stepped = {s.step: s for s in statuses if s.step > 0}
+    step_of_observation = {stamp_to_ns(s.header.stamp): s.step for s in statuses}
+    assert sorted(stepped) == list(range(1, 19))
+
+    def kind(s: EpisodeStatus) -> str:
+        if stamp_to_ns(s.action_stamp) == 0:
+            return "held"
+        return "repeated" if s.action_repeated else "planned" if s.action_offset else "own"
+
+    kinds = {k: kind(s) for k, s in stepped.items()}
+    for k, s in stepped.items():
+        if kinds[k] == "planned":
+            # Step k follows observation k - 1; the row applied is the one planned for it.
+            assert 1 <= s.action_offset <= 3 and not s.action_repeated
+            assert step_of_observation[stamp_to_ns(s.action_stamp)] == k - 1 - s.action_offset, kinds
+    # After the last answer applied (a new stamp; on a loaded machine it may itself come late, as a plan row), the
+    # rest of its plan is used in order, then the last row repeats within the 0.45 s timeout, then the arm holds.
+    stamps = [stamp_to_ns(stepped[k].action_stamp) for k in range(1, 19)]
+    last = max(k for k in range(1, 19) if stamps[k - 1] and stamps[k - 1] not in stamps[:k - 1])
+    tail = [kinds[k] for k in range(last + 1, 19)]
+    p, r = tail.count("planned"), tail.count("repeated")
+    assert tail == ["planned"] * p + ["repeated"] * r + ["held"] * (len(tail) - p - r), kinds
+    first_offset = stepped[last].action_offset
+    assert p == 3 - first_offset, kinds
+    assert [stepped[last + i].action_offset for i in range(1, p + 1)] == list(range(first_offset + 1, 4)), kinds
+    assert p + r <= 5 and len(tail) - p - r >= 1, kinds

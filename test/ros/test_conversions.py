@@ -6,8 +6,8 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from tramoe_msgs.msg import PolicyAction
 
-from tramoe_ros.ros.conversions import (action_from_msg, action_to_msg, image_from_rgb, joint_positions,
-                                        ns_to_stamp, rgb_from_image, stamp_to_ns, tracks_from_msg, tracks_to_msg)
+from tramoe_ros.ros.conversions import (action_from_msg, action_to_msg, image_from_rgb, joint_positions, ns_to_stamp,
+                                        planned_from_msg, rgb_from_image, stamp_to_ns, tracks_from_msg, tracks_to_msg)
 from tramoe_ros.ros.errors import MalformedMessage
 
 RNG = np.random.default_rng(0)
@@ -113,6 +113,24 @@ def test_action_round_trip_and_checks():
     assert error.value.reason == "bad_action_length"
     with pytest.raises(MalformedMessage) as error:
         action_from_msg(action_to_msg(np.full(7, np.inf, np.float32), header(), 0, ""), 7)
+    assert error.value.reason == "nonfinite_action"
+
+
+def test_planned_actions_round_trip_and_checks():
+    action = np.zeros(7, np.float32)
+    planned = np.arange(21, dtype=np.float32).reshape(3, 7) / 21
+    msg = action_to_msg(action, header(), 0.0, "chunk", planned=planned)
+    np.testing.assert_array_equal(planned_from_msg(msg, 7), planned)
+    assert planned_from_msg(action_to_msg(action, header(), 0.0, "one"), 7).shape == (0, 7)
+    # A column slice is not contiguous: it is packed row by row all the same.
+    np.testing.assert_array_equal(planned_from_msg(action_to_msg(action[:2], header(), 0.0, "", planned[:, :2]), 2),
+                                  planned[:, :2])
+    with pytest.raises(MalformedMessage) as error:
+        planned_from_msg(PolicyAction(dimension=7, action=[0.0] * 7, planned=[0.0] * 10), 7)
+    assert error.value.reason == "bad_planned_length"
+    planned[1, 3] = np.nan
+    with pytest.raises(MalformedMessage) as error:
+        planned_from_msg(action_to_msg(action, header(), 0.0, "", planned), 7)
     assert error.value.reason == "nonfinite_action"
 
 

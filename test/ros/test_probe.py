@@ -26,27 +26,30 @@ def probe():
     rclpy.shutdown(context=context)
 
 
-def status(episode: int, step: int, action_step: int | None, repeated: bool = False, done: bool = False):
+def status(episode: int, step: int, action_step: int | None, repeated: bool = False, done: bool = False,
+           offset: int = 0):
     """Step `step` of `episode` at 20 Hz; it applied the action computed from step `action_step`'s observation
-    (None: a hold)."""
+    (None: a hold), the `offset`-th of its plan."""
     stamp = lambda k: ns_to_stamp(1_000_000_000 * (episode + 1) * 100 + k * PERIOD_NS)  # noqa: E731
     return EpisodeStatus(header=Header(stamp=stamp(step)), episode=episode, step=step, done=done,
                          action_stamp=stamp(action_step) if action_step is not None else ns_to_stamp(0),
-                         action_repeated=repeated)
+                         action_repeated=repeated, action_offset=offset)
 
 
 def test_fresh_rate_counts_new_actions_only(probe):
     probe._on_status(status(0, 0, None))
-    # Step 4 repeats 2's action; step 5 applies 3's, which came after step 4 (late); 7 and 8 hold.
-    applied = [0, 1, 2, 2, 3, 5, None, None, 8, 9]
+    # Step 4 repeats 2's action; step 5 applies 3's own, which came after step 4 (late); 7 and 8 hold; step 11
+    # applies what 9's chunk planned for it (its own action came late).
+    applied = [0, 1, 2, 2, 3, 5, None, None, 8, 9, 9]
     for step, action in enumerate(applied, start=1):
-        probe._on_status(status(0, step, action, repeated=step == 4, done=step == len(applied)))
+        probe._on_status(status(0, step, action, repeated=step == 4, done=step == len(applied),
+                                offset=1 if step == 11 else 0))
     summary = probe.summary(0)
-    assert summary["steps"] == 10 and summary["done"]
+    assert summary["steps"] == 11 and summary["done"]
     assert summary["repeated_steps"] == 1 and summary["hold_steps"] == 2
-    assert summary["on_time_steps"] == 6 and summary["late_steps"] == 1
-    # 7 fresh steps over the 9 periods between the first step and the last: (7 - 1) / 0.45 s.
-    assert summary["fresh_action_rate_hz"] == pytest.approx(6 / 0.45, abs=0.01)
+    assert summary["on_time_steps"] == 6 and summary["late_steps"] == 1 and summary["planned_steps"] == 1
+    # 7 fresh steps over the 10 periods between the first step and the last: (7 - 1) / 0.5 s.
+    assert summary["fresh_action_rate_hz"] == pytest.approx(6 / 0.5, abs=0.01)
     assert summary["sim_rate_hz"] == pytest.approx(20.0, abs=0.01)
 
 

@@ -248,7 +248,9 @@ class PolicyDataset(_EpisodeDataset):
 
     Item (V views, T = frame_stack, A action dims, H x K predicted track steps x points):
         images: (V, T, 3, S, S) float32 0..255, frames t-T+1 .. t; before the episode start frame 0 repeats
-        actions: (T, A) float32, the action taken at each stacked frame
+        actions: (T, C, A) float32, the actions taken at each stacked frame and the C - 1 frames after it
+            (C = action_chunk; zeros past the episode end)
+        action_mask: (T, C) bool, false past the episode end
         proprio: name -> (T, d) float32
         frames: (T,) int64 frame indices (0 repeated at the start)
         valid_steps: (T,) bool, false where frame 0 is repeated to fill the stack
@@ -271,8 +273,12 @@ class PolicyDataset(_EpisodeDataset):
         seed: int = 0,
         track_cache: TrackCache | None = None,
         proprio_names: Sequence[str] | None = None,
+        action_chunk: int = 1,
     ) -> None:
         super().__init__(episodes, views, image_size, color_jitter, random_shift_pad, train, seed)
+        if action_chunk < 1:
+            raise ValueError(f"action_chunk must be at least 1, got {action_chunk}")
+        self.action_chunk = action_chunk
         without_actions = [str(f.path) for f in self.files if not f.has_actions]
         if without_actions:
             raise ValueError(
@@ -327,8 +333,14 @@ class PolicyDataset(_EpisodeDataset):
         frames = np.maximum(stack_times, 0)
         first = int(frames[0])
         images = torch.stack([self._load_frames(file, view, frames) for view in self.views])
+        # (T, C): each stacked frame and the C - 1 after it; past the episode's last action, padding (masked out).
+        chunk_times = frames[:, None] + np.arange(self.action_chunk)
+        action_mask = chunk_times < file.length
+        last = min(t + self.action_chunk, file.length)
+        actions = file.actions(first, last)[np.minimum(chunk_times, last - 1) - first] * action_mask[..., None]
         item = {
-            "actions": torch.from_numpy(file.actions(first, t + 1)[frames - first]),
+            "actions": torch.from_numpy(actions.astype(np.float32)),
+            "action_mask": torch.from_numpy(action_mask),
             "proprio": {
                 name: torch.from_numpy(file.proprio(name, first, t + 1)[frames - first]) for name in self.proprio_names
             },

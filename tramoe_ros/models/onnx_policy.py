@@ -104,8 +104,8 @@ class OnnxPolicySteps:
 
     def actions_from_frames(self, frames: torch.Tensor, tracks: torch.Tensor,
                             proprio: dict[str, torch.Tensor]) -> torch.Tensor:
-        """frames (1, T, temporal_dim), tracks (1, V, T, H, K, 2), proprio name -> (1, T, d) -> (1, T, action_dim),
-        unclamped (T: the config's frame stack)."""
+        """frames (1, T, temporal_dim), tracks (1, V, T, H, K, 2), proprio name -> (1, T, d) -> (1, T, C,
+        action_dim), unclamped (T: the config's frame stack, C: its action chunk)."""
         return torch.from_numpy(self._run(self._act, frames, tracks, *(proprio[k] for k in self.proprio_names)))
 
     @staticmethod

@@ -9,7 +9,8 @@ Data flow for a frame stack of T steps, V views, K tracked points of horizon H:
    -> CLS -> Linear(dim -> temporal_dim);
 4. temporal transformer over the stack, per step [action CLS, spatial feature, one token per proprio entry],
    sinusoidal step embedding, block-causal attention;
-5. late fusion: action-CLS output ++ the raw predicted tracks of all views at that step -> MLP head -> action.
+5. late fusion: action-CLS output ++ the raw predicted tracks of all views at that step -> MLP head -> the
+   step's action and the next `action_chunk` - 1 (an action chunk; one action with the default 1).
 """
 from __future__ import annotations
 
@@ -125,7 +126,27 @@ class TrackGuidedPolicy(nn.Module):
         self.temporal_norm = nn.LayerNorm(cfg.temporal_dim)
 
         raw_track_dim = num_views * cfg.horizon * cfg.num_points * 2
-        self.head = _mlp([cfg.temporal_dim + raw_track_dim, *cfg.head_hidden, cfg.action_dim], cfg.dropout)
+        self.head = _mlp([cfg.temporal_dim + raw_track_dim, *cfg.head_hidden, cfg.action_chunk * cfg.action_dim],
+                         cfg.dropout)
+
+    def widen_one_action_weights(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weights of this architecture with a one-action head (action_chunk 1), made to fit this policy's
+        chunk head: every action of the chunk starts as the one action (the next ones "the same again"), so the
+        widened policy acts as the one-action policy did until it is fine-tuned on chunks.
+
+        Raises:
+            ValueError: the weights are not those of this architecture with one action per step
+        """
+        last = f"head.{len(self.head) - 1}"
+        weight, bias = state_dict.get(f"{last}.weight"), state_dict.get(f"{last}.bias")
+        if weight is None or bias is None or weight.shape[0] != self.cfg.action_dim:
+            raise ValueError(f"not a one-action policy head: {last} has "
+                             f"{None if weight is None else tuple(weight.shape)}, expected "
+                             f"({self.cfg.action_dim}, ...)")
+        widened = dict(state_dict)
+        widened[f"{last}.weight"] = repeat(weight, "a i -> (c a) i", c=self.cfg.action_chunk)
+        widened[f"{last}.bias"] = repeat(bias, "a -> (c a)", c=self.cfg.action_chunk)
+        return widened
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Total number of parameter elements (only those with requires_grad if `trainable_only`)."""
@@ -212,7 +233,8 @@ class TrackGuidedPolicy(nn.Module):
             tracks: (B, V, T, H, K, 2) predicted tracks (frozen track model, per view and frame), normalised x/W, y/H
             proprio: name -> (B, T, d), exactly the entries of cfg.proprio_dims
         Returns:
-            (B, T, action_dim) unclamped actions for every step (training regresses all T with MSE, as ATM)
+            (B, T, C, action_dim) unclamped action chunks for every step, C = cfg.action_chunk: step t's own
+            action, then those of t+1 .. t+C-1 (training regresses all T with MSE, as ATM)
         """
         self._check_inputs(images, tracks, proprio)
         return self.actions_from_frames(self.encode_frames(images, tracks), tracks, proprio)
@@ -226,19 +248,19 @@ class TrackGuidedPolicy(nn.Module):
             tracks: (B, V, T, H, K, 2) the raw tracks for late fusion
             proprio: name -> (B, T, d)
         Returns:
-            (B, T, action_dim) unclamped
+            (B, T, C, action_dim) unclamped
         """
         feat = self._temporal(frames, proprio)
         # Late fusion: the raw trajectories join the fused feature right before the head (paper Sec. 3.2).
         raw = rearrange(tracks, "b v t h k c -> b t (v h k c)")
-        return self.head(torch.cat([feat, raw], dim=-1))
+        return rearrange(self.head(torch.cat([feat, raw], dim=-1)), "b t (c a) -> b t c a", c=self.cfg.action_chunk)
 
     @torch.no_grad()
     def act(self, images: torch.Tensor, tracks: torch.Tensor, proprio: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Inference: the action for the newest frame, clamped to [-1, 1]. Inputs as `forward`.
+        """Inference: the action chunk of the newest frame, clamped to [-1, 1]. Inputs as `forward`.
 
         Returns:
-            (B, action_dim)
+            (B, C, action_dim)
         """
         if self.training:
             # Dropout and batch-statistics BatchNorm would make the action depend on the batch; fail loudly.

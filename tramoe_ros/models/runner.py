@@ -59,6 +59,9 @@ class PolicyRunner:
         self._stack: deque[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = deque(
             maxlen=self.cfg.frame_stack)
         self.last_latency_ms = 0.0
+        # (C, action_dim) the chunk planned from the last observation (C = cfg.action_chunk; row 0 is the action
+        # `step` returned, row i the one planned for i steps later), clamped; None before the first step.
+        self.last_chunk: np.ndarray | None = None
 
     @classmethod
     def from_checkpoints(cls, policy_path: str | Path, track_model_path: str | Path | None = None,
@@ -76,6 +79,7 @@ class PolicyRunner:
     def reset(self) -> None:
         """Forget the frame stack (a new episode)."""
         self._stack.clear()
+        self.last_chunk = None
 
     def predict_tracks(self, images: dict[str, np.ndarray], instruction: str) -> dict[str, np.ndarray]:
         """Grid-query tracks of every view, batched over views.
@@ -121,7 +125,8 @@ class PolicyRunner:
     @torch.no_grad()
     def step(self, images: dict[str, np.ndarray], proprio: dict[str, np.ndarray], instruction: str,
              tracks: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """Add one observation to the frame stack and return the action for it.
+        """Add one observation to the frame stack and return the action for it (the first of its chunk, which
+        `last_chunk` holds).
 
         Returns:
             (action_dim,) float32 in [-1, 1]
@@ -142,7 +147,7 @@ class PolicyRunner:
         frames = torch.stack([e[0] for e in self._stack])[None]  # (1, T, temporal_dim)
         stacked_tracks = torch.stack([e[1] for e in self._stack], dim=1)[None]  # (1, V, T, H, K, 2)
         prop = {k: torch.stack([e[2][k] for e in self._stack])[None] for k in self.cfg.proprio_dims}
-        action = self.steps.actions_from_frames(frames, stacked_tracks, prop)[0, -1].clamp(-1.0, 1.0)
-        action = action.float().cpu().numpy()
+        chunk = self.steps.actions_from_frames(frames, stacked_tracks, prop)[0, -1].clamp(-1.0, 1.0)
+        self.last_chunk = chunk.float().cpu().numpy()
         self.last_latency_ms = (time.perf_counter() - start) * 1e3
-        return action
+        return self.last_chunk[0]

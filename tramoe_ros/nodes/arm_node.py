@@ -25,7 +25,7 @@ from tramoe_msgs.msg import PolicyAction
 
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.arm_backends import BACKENDS, ArmNotReady, create_backend
-from tramoe_ros.ros.conversions import action_from_msg, stamp_to_ns
+from tramoe_ros.ros.conversions import action_from_msg, action_to_msg, planned_from_msg, stamp_to_ns
 from tramoe_ros.ros.diagnostics import NodeHealth
 from tramoe_ros.ros.errors import MalformedMessage, ParameterError
 from tramoe_ros.ros.params import Param, allow_runtime_changes, declare_params, non_negative, one_of, positive
@@ -99,6 +99,7 @@ class ArmNode(Node):
     def _on_action(self, msg: PolicyAction) -> None:
         try:
             action = action_from_msg(msg, self.params["action_dim"])
+            planned = planned_from_msg(msg, self.params["action_dim"])
         except MalformedMessage as e:
             self.health.drop(e)
             return
@@ -113,10 +114,12 @@ class ArmNode(Node):
             self.health.count("ignored_while_disabled")
             return
         clamped = np.clip(action, self.action_min, self.action_max)
-        if not np.array_equal(clamped, action):
+        clamped_planned = np.clip(planned, self.action_min, self.action_max)
+        if not (np.array_equal(clamped, action) and np.array_equal(clamped_planned, planned)):
             self.health.count("clamped")
         try:
-            self.backend.command(clamped, msg)
+            self.backend.command(clamped, action_to_msg(clamped, msg.header, msg.inference_latency_ms, msg.model_id,
+                                                        planned=clamped_planned))
         except ArmNotReady as e:
             self.health.drop("arm_not_ready", str(e))
             return

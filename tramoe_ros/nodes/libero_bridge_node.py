@@ -16,8 +16,11 @@ Modes:
   (a wait counted from the callback made every later step wait the whole grace and miss its action). A step
   without a new action repeats the standing one, as a controller keeps its last command: LIBERO's actions are
   end-effector deltas, so zero motion would be a stall the policy never saw in its demonstrations, while its
-  consecutive actions differ little. A standing action expires after `command_timeout_s`; then the step applies
-  zero motion and keeps the gripper command (the arm holds). Until the episode's first action
+  consecutive actions differ little. An action-chunk policy's action carries the actions it planned for the steps
+  after (PolicyAction.planned): a step whose own action has not come applies the one the newest observation's
+  plan holds for it (row i - 1 when that observation is i steps old), and repeats only past the plan. A standing
+  action expires after `command_timeout_s`; then the step applies zero motion and keeps the gripper command (the
+  arm holds). Until the episode's first action
   arrives, the world waits and the first observation is re-published each period with a new stamp.
 - `lockstep`: one env step per action, and only for the action computed from the current observation (its
   header stamp equals the observation's), so an episode is deterministic whatever the timing. While waiting,
@@ -32,7 +35,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import numpy as np
 from rclpy.node import Node
@@ -44,7 +47,7 @@ from tramoe_msgs.srv import ResetEpisode
 
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.conversions import (MAX_INSTRUCTION_CHARS, action_from_msg, image_from_rgb, instruction_problem,
-                                        stamp_to_ns)
+                                        planned_from_msg, stamp_to_ns)
 from tramoe_ros.ros.diagnostics import NodeHealth
 from tramoe_ros.ros.errors import MalformedMessage, NodeStartupError
 from tramoe_ros.ros.params import Param, declare_params, non_negative, not_empty, one_of, positive
@@ -53,6 +56,17 @@ from tramoe_ros.ros.runtime import run_node
 from tramoe_ros.sim.libero_env import ACTION_DIM, LiberoEnv, LiberoError
 
 REPORT_WINDOW = 50
+# Real time: how many recent observations' steps are remembered, to place a late action's plan in time.
+OBSERVATIONS_KEPT = 64
+
+
+class Command(NamedTuple):
+    """A policy's answer to one observation: its action (7,), the actions it planned for the steps after (P, 7),
+    and the observation's stamp."""
+
+    action: np.ndarray
+    planned: np.ndarray
+    stamp: Time
 
 
 def _task_format(task: str) -> str | None:
@@ -139,10 +153,13 @@ class LiberoBridgeNode(Node):
         self._observation = None
         self._stamp = None
         self._started = False  # the episode's first action has arrived
-        self._newest_action: tuple[np.ndarray, Time] | None = None  # realtime: received since the last step
-        self._standing: tuple[np.ndarray, Time, float] | None = None  # realtime: last applied, its stamp, when
+        self._newest_action: Command | None = None  # realtime: received since the last step
+        self._standing: tuple[Command, float] | None = None  # realtime: the newest command applied, and when
+        self._observed_steps: dict[int, int] = {}  # realtime: observation stamp (ns) -> the env step it showed
         self._applied_stamp = Time()  # stamp of the action the last step applied; zero: a hold
         self._applied_repeat = False
+        self._applied_offset = 0  # which step of its observation's plan the last step applied (0: its action)
+        self._applied_action: np.ndarray | None = None
         self._gripper_command = -1.0  # open, as LIBERO's no-op action
         self._published_at = 0.0
         self._step_ms: deque[float] = deque(maxlen=REPORT_WINDOW)
@@ -189,8 +206,9 @@ class LiberoBridgeNode(Node):
         self.init_state_index = init_state_index
         self.episode += 1
         self.success = self.done = self._started = False
-        self._newest_action = self._standing = self._waiting_since = None
-        self._applied_stamp, self._applied_repeat = Time(), False
+        self._newest_action = self._standing = self._waiting_since = self._applied_action = None
+        self._observed_steps.clear()
+        self._applied_stamp, self._applied_repeat, self._applied_offset = Time(), False, 0
         self._gripper_command = -1.0
         self._publish_observation(new_stamp=True)
 
@@ -204,11 +222,13 @@ class LiberoBridgeNode(Node):
         every = max(1, round(self.params["control_rate_hz"] / rate))
         return (self.env.steps + 1) % every == 0
 
-    def _step(self, action: np.ndarray, stamp: Time, repeated: bool = False) -> None:
-        """One env step with `action`, computed from the observation stamped `stamp` (zero: a hold)."""
+    def _step(self, action: np.ndarray, stamp: Time, repeated: bool = False, offset: int = 0) -> None:
+        """One env step with `action`, computed from the observation stamped `stamp` (zero: a hold), for the
+        `offset`-th step after that observation (0: its own action; > 0: from its plan)."""
         start = time.perf_counter()
         self._step_started = time.monotonic()
-        self._applied_stamp, self._applied_repeat = stamp, repeated
+        self._applied_stamp, self._applied_repeat, self._applied_offset = stamp, repeated, offset
+        self._applied_action = action
         render = self._render_due()
         self._observation, self.success, self.done = self._sim(self.env.step, action, render)
         self._step_ms.append((time.perf_counter() - start) * 1e3)
@@ -227,12 +247,16 @@ class LiberoBridgeNode(Node):
         computed from the images reach it."""
         if new_stamp:
             self._stamp = self.get_clock().now().to_msg()
+            self._observed_steps[stamp_to_ns(self._stamp)] = self.env.steps
+            if len(self._observed_steps) > OBSERVATIONS_KEPT:
+                del self._observed_steps[next(iter(self._observed_steps))]
         header = Header(stamp=self._stamp)
         obs = self._observation
         self._status_pub.publish(EpisodeStatus(
             header=header, suite=self.env.suite, task_index=self.env.task_index, instruction=self.instruction,
             episode=self.episode, step=self.env.steps, horizon=self.env.max_steps, success=self.success,
-            done=self.done, action_stamp=self._applied_stamp, action_repeated=self._applied_repeat))
+            done=self.done, action_stamp=self._applied_stamp, action_repeated=self._applied_repeat,
+            action_offset=self._applied_offset))
         self._joint_pub.publish(JointState(
             header=header, name=self.joint_names,
             position=np.concatenate([obs.joint_states, obs.gripper_states]).astype(np.float64).tolist()))
@@ -246,6 +270,7 @@ class LiberoBridgeNode(Node):
     def _on_action(self, msg: PolicyAction) -> None:
         try:
             action = action_from_msg(msg, ACTION_DIM)
+            planned = planned_from_msg(msg, ACTION_DIM)
         except MalformedMessage as e:
             self.health.drop(e)
             return
@@ -259,7 +284,7 @@ class LiberoBridgeNode(Node):
                 self.health.count("superseded_actions")  # two actions within one control period
             if stamp_to_ns(msg.header.stamp) == stamp_to_ns(self._stamp):
                 self._action_arrival_ms.append((time.monotonic() - self._step_started) * 1e3)
-            self._newest_action = (action, msg.header.stamp)
+            self._newest_action = Command(action, planned, msg.header.stamp)
             self._started = True
             if awaited:
                 self.health.count("waited_steps")
@@ -278,7 +303,7 @@ class LiberoBridgeNode(Node):
         if not self._started:
             self._publish_observation(new_stamp=True)  # the world waits for its controller
             return
-        answered = self._newest_action is not None and stamp_to_ns(self._newest_action[1]) == stamp_to_ns(self._stamp)
+        answered = self._newest_action is not None and stamp_to_ns(self._newest_action.stamp) == stamp_to_ns(self._stamp)
         if self._grace_timer is None or answered or self._waiting_since is not None:
             self._advance()
             return
@@ -298,19 +323,29 @@ class LiberoBridgeNode(Node):
             self._advance()
 
     def _advance(self) -> None:
-        """Real-time step: the newest action if it is new, else the standing one until it expires, else a hold."""
+        """Real-time step: what the newest command holds for this step (its action when its observation is the
+        last one, else the row of its plan for this step), else a repeat of the last applied action until the
+        command expires, else a hold."""
         self._waiting_since = None
         now = time.monotonic()
         newest, self._newest_action = self._newest_action, None
         # An action computed from an observation already acted on (a re-sent one) does not replace the standing one.
-        if newest is not None and (self._standing is None
-                                   or stamp_to_ns(newest[1]) > stamp_to_ns(self._standing[1])):
-            self._standing = (*newest, now)
+        fresh = newest is not None and (self._standing is None
+                                        or stamp_to_ns(newest.stamp) > stamp_to_ns(self._standing[0].stamp))
+        if fresh:
+            self._standing = (newest, now)
+        command = self._standing[0] if self._standing is not None else None
+        observed = self._observed_steps.get(stamp_to_ns(command.stamp)) if command is not None else None
+        offset = self.env.steps - observed if observed is not None else 0
+        if command is not None and 1 <= offset <= len(command.planned):
+            self.health.count("fresh_steps" if fresh else "planned_steps")
+            self._step(command.planned[offset - 1], command.stamp, offset=offset)
+        elif fresh:
             self.health.count("fresh_steps")
-            self._step(*newest)
-        elif self._standing is not None and now - self._standing[2] <= self.params["command_timeout_s"]:
+            self._step(command.action, command.stamp)
+        elif command is not None and now - self._standing[1] <= self.params["command_timeout_s"]:
             self.health.count("repeated_steps")
-            self._step(self._standing[0], self._standing[1], repeated=True)
+            self._step(self._applied_action, command.stamp, repeated=True)
         else:
             self.health.count("hold_steps")
             self._step(np.array([0, 0, 0, 0, 0, 0, self._gripper_command], np.float32), Time())

@@ -318,7 +318,8 @@ class PolicyNode(Node):
             self.health.drop("invalid_observation", str(e))
             return
         header = Header(stamp=ns_to_stamp(stamp))
-        self._last_action = action_to_msg(action, header, self.runner.last_latency_ms, self.runner.model_id)
+        self._last_action = action_to_msg(action, header, self.runner.last_latency_ms, self.runner.model_id,
+                                          planned=self.runner.last_chunk[1:])
         self._last_stamp = stamp
         self._publisher.publish(self._last_action)
         self._report(stamp)

@@ -23,7 +23,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from tramoe_msgs.msg import PolicyAction
 
 from tramoe_ros.ros import topics
-from tramoe_ros.ros.conversions import action_to_msg, joint_positions
+from tramoe_ros.ros.conversions import joint_positions
 from tramoe_ros.ros.errors import MalformedMessage, NodeStartupError
 from tramoe_ros.ros.params import Param, declare_params, non_negative, not_empty, positive
 from tramoe_ros.ros.qos import RELIABLE_QOS
@@ -54,7 +54,8 @@ class ArmBackend(ABC):
 
     @abstractmethod
     def command(self, action: np.ndarray, source: PolicyAction) -> None:
-        """Send one action: (action_dim,) float32, already clamped to the arm node's limits, from `source`.
+        """Send one action: (action_dim,) float32, already clamped to the arm node's limits, from `source` (the
+        policy's message with its action, and any planned actions, clamped alike).
 
         Raises:
             ArmNotReady: the action cannot be executed now
@@ -85,7 +86,8 @@ def create_backend(name: str, node: Node, action_dim: int) -> ArmBackend:
 
 
 class LiberoBackend(ArmBackend):
-    """Forwards actions to the LIBERO bridge, keeping the source image stamp (lock-step mode matches on it).
+    """Forwards actions, and an action-chunk policy's planned ones, to the LIBERO bridge, keeping the source image
+    stamp (lock-step mode matches on it; in real time the bridge executes the plan by time).
 
     Holding needs no command: the bridge applies a zero-motion action on every real-time step that has no fresh
     action, and in lock-step mode the simulation does not advance without one.
@@ -96,7 +98,7 @@ class LiberoBackend(ArmBackend):
         self._publisher = node.create_publisher(PolicyAction, topics.LIBERO_ACTION, RELIABLE_QOS)
 
     def command(self, action: np.ndarray, source: PolicyAction) -> None:
-        self._publisher.publish(action_to_msg(action, source.header, source.inference_latency_ms, source.model_id))
+        self._publisher.publish(source)
 
     def hold(self) -> None:
         pass

@@ -111,10 +111,14 @@ def tracks_from_msg(msg: Tracks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tracks, np.asarray(msg.visibility, dtype=bool).reshape(h, k), queries
 
 
-def action_to_msg(action: np.ndarray, header: Header, inference_latency_ms: float, model_id: str) -> PolicyAction:
+def action_to_msg(action: np.ndarray, header: Header, inference_latency_ms: float, model_id: str,
+                  planned: np.ndarray | None = None) -> PolicyAction:
+    """`action` (dimension,); `planned` (P, dimension), the actions planned for the P steps after it (none: P = 0)."""
     action = np.asarray(action, dtype=np.float32).ravel()
+    planned = np.zeros((0, len(action)), np.float32) if planned is None else np.ascontiguousarray(planned, np.float32)
     return PolicyAction(header=header, dimension=len(action), action=array.array("f", action.tobytes()),
-                        inference_latency_ms=float(inference_latency_ms), model_id=model_id)
+                        planned=array.array("f", planned.tobytes()), inference_latency_ms=float(inference_latency_ms),
+                        model_id=model_id)
 
 
 def action_from_msg(msg: PolicyAction, dimension: int) -> np.ndarray:
@@ -133,6 +137,23 @@ def action_from_msg(msg: PolicyAction, dimension: int) -> np.ndarray:
     if not np.isfinite(action).all():
         raise MalformedMessage("nonfinite_action", f"action contains NaN or infinite values: {action}")
     return action
+
+
+def planned_from_msg(msg: PolicyAction, dimension: int) -> np.ndarray:
+    """The actions an action-chunk policy planned for the steps after `msg`'s (its `action` checked apart).
+
+    Returns:
+        (P, dimension) float32, P = 0 for a policy of one action per step
+    Raises:
+        MalformedMessage: a length that is not a multiple of `dimension`, NaN
+    """
+    if len(msg.planned) % dimension:
+        raise MalformedMessage("bad_planned_length", f"planned actions hold {len(msg.planned)} values, not a "
+                                                     f"multiple of the dimension {dimension}")
+    planned = np.frombuffer(msg.planned, dtype=np.float32).reshape(-1, dimension).copy()
+    if not np.isfinite(planned).all():
+        raise MalformedMessage("nonfinite_action", "planned actions contain NaN or infinite values")
+    return planned
 
 
 def joint_positions(msg: JointState, names: Sequence[str]) -> np.ndarray:

@@ -69,8 +69,9 @@ class GraphProbe(Node):
         """Of `episode` (default: the last one seen): steps, success, done; sim_rate_hz (simulation steps per
         second, from the stamps of the observations after each step); fresh_action_rate_hz (steps that applied a
         fresh action per second), repeated_steps and hold_steps; on_time_steps (steps that applied the action
-        computed from the observation just before them, as lock-step always does) and late_steps (fresh steps
-        whose action came from an older observation: it arrived after its own step); control_rate_hz (distinct actions per second),
+        computed from the observation just before them, as lock-step always does), planned_steps (steps that
+        applied the action an older observation's chunk planned for them: their own came late) and late_steps
+        (steps that applied an older observation's own action as theirs); control_rate_hz (distinct actions per second),
         latency_ms_p50/p95/max (camera -> action), its parts tracks_latency_ms_p50 (camera -> tracks) and
         policy_inference_ms_p50, and the number of actions, over the episode's span."""
         if episode is None and self.statuses:
@@ -84,12 +85,17 @@ class GraphProbe(Node):
         observed: dict[int, set[int]] = {}
         for s in statuses:
             observed.setdefault(s.step, set()).add(stamp_to_ns(s.header.stamp))
-        fresh, on_time, seen = 0, 0, set()
+        fresh, on_time, planned, late, seen = 0, 0, 0, 0, set()
         for step, s in sorted(stepped.items()):
             stamp = stamp_to_ns(s.action_stamp)
-            if stamp and not s.action_repeated and stamp not in seen:
-                fresh += 1
-            on_time += bool(stamp) and not s.action_repeated and stamp in observed.get(step - 1, ())
+            if stamp and not s.action_repeated:
+                fresh += stamp not in seen
+                if s.action_offset:
+                    planned += 1
+                elif stamp in observed.get(step - 1, ()):
+                    on_time += 1
+                else:
+                    late += 1
             seen.add(stamp)
         # Actions, tracks and policy times of observations within the episode (start: its first status).
         start = stamp_to_ns(statuses[0].header.stamp) if statuses else 0
@@ -109,7 +115,8 @@ class GraphProbe(Node):
             "repeated_steps": sum(s.action_repeated for s in stepped.values()),
             "hold_steps": sum(stamp_to_ns(s.action_stamp) == 0 for s in stepped.values()),
             "on_time_steps": on_time,
-            "late_steps": fresh - on_time,
+            "planned_steps": planned,
+            "late_steps": late,
             "control_rate_hz": control_rate,
             "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
             "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1),

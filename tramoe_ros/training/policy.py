@@ -2,6 +2,7 @@
 conditioned on the frozen track model's predictions."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ from tramoe_ros.config import PolicyTrainConfig, config_to_dict
 from tramoe_ros.data.datasets import PolicyDataset
 from tramoe_ros.data.episode import EpisodeFile
 from tramoe_ros.data.sampling import sample_double_grid
-from tramoe_ros.models.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from tramoe_ros.models.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.training.batches import BatchedTask
@@ -103,7 +104,7 @@ class PolicyTrainingTask(BatchedTask):
                              f"{self.predictor.cfg.horizon}")
         views = cfg.model.views
         common = dict(views=views, frame_stack=cfg.model.frame_stack, image_size=cfg.model.image_size,
-                      seed=cfg.train.seed)
+                      seed=cfg.train.seed, action_chunk=cfg.model.action_chunk)
         self.train_set = PolicyDataset(train_eps, color_jitter=cfg.data.color_jitter,
                                        random_shift_pad=cfg.data.random_shift_pad, train=True,
                                        track_cache=predict_episode_tracks(self.predictor, train_eps, views,
@@ -120,14 +121,17 @@ class PolicyTrainingTask(BatchedTask):
         self.train_model = self.model
         self._build_loaders(cfg.train, cfg.data.num_workers)
 
-    def _predict(self, model: torch.nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _squared_error(self, model: torch.nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed squared action error over the chunk steps inside the episode, and how many values it sums."""
         proprio = {k: batch["proprio"][k].to(self.device) for k in self.cfg.model.proprio_dims}
-        pred = model(batch["images"].to(self.device), batch["tracks"].to(self.device), proprio)
-        return pred, batch["actions"].to(self.device)
+        pred = model(batch["images"].to(self.device), batch["tracks"].to(self.device), proprio)  # (B, T, C, A)
+        mask = batch["action_mask"].to(self.device)[..., None]  # (B, T, C, 1)
+        se = ((pred - batch["actions"].to(self.device)) ** 2 * mask).sum()
+        return se, mask.sum() * pred.shape[-1]
 
     def loss(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
-        pred, actions = self._predict(self.train_model, batch)
-        loss = torch.nn.functional.mse_loss(pred, actions)
+        se, n = self._squared_error(self.train_model, batch)
+        loss = se / n.clamp(min=1)
         return loss, {"total": loss.item(), "action_mse": loss.item()}
 
     @torch.no_grad()
@@ -135,9 +139,9 @@ class PolicyTrainingTask(BatchedTask):
         self.model.eval()
         se, n = 0.0, 0
         for batch in self.val_loader:
-            pred, actions = self._predict(self.model, batch)
-            se += torch.nn.functional.mse_loss(pred, actions, reduction="sum").item()
-            n += actions.numel()
+            batch_se, batch_n = self._squared_error(self.model, batch)
+            se += batch_se.item()
+            n += int(batch_n.item())
         self.model.train()
         total = self.dist.all_reduce_sum({"se": se, "n": n})
         mse = total["se"] / max(total["n"], 1)
@@ -149,4 +153,12 @@ class PolicyTrainingTask(BatchedTask):
                          "track_model_id": self.predictor.model_id, "train_config": config_to_dict(self.cfg)})
 
     def load_weights(self, path: Path) -> None:
-        load_weights(self.model, load_checkpoint(path, kind=self.kind))
+        """Start from a policy checkpoint's weights; those of a one-action policy also start a chunk policy
+        (`TrackGuidedPolicy.widen_one_action_weights`)."""
+        ckpt = load_checkpoint(path, kind=self.kind)
+        if ckpt.config.get("action_chunk", 1) == 1 and self.cfg.model.action_chunk > 1:
+            try:
+                ckpt = dataclasses.replace(ckpt, state_dict=self.model.widen_one_action_weights(ckpt.state_dict))
+            except ValueError as e:
+                raise CheckpointError(f"checkpoint {path}: {e}") from None
+        load_weights(self.model, ckpt)
