@@ -3,6 +3,7 @@ renders and publishes the cameras only on every (control rate / camera rate)-th 
 joint state of its step."""
 import importlib.util
 
+import numpy as np
 import pytest
 from sensor_msgs.msg import Image, JointState
 from tramoe_msgs.msg import EpisodeStatus, PolicyAction
@@ -50,9 +51,10 @@ def test_cameras_render_at_their_rate_beside_the_control_rate(driver, tmp_path):
         assert sorted(step_of[s] for s in set(stamps) if s in step_of) == list(range(every, STEPS + 1, every)), view
 
 
-def test_each_step_applies_the_newest_action_repeats_it_briefly_then_holds(driver, tmp_path):
-    """Answered observations are fresh steps (the status names the observation the applied action came from);
-    when answers stop, the standing action is repeated until `command_timeout_s`, then the arm holds (stamp 0)."""
+def answer_then_stop(driver, tmp_path, max_steps: int, command_timeout_s: float,
+                     planned: np.ndarray | None = None) -> list[EpisodeStatus]:
+    """A real-time bridge at CONTROL_HZ whose every observation gets a no-op action (with `planned` actions after
+    it) until step 8, then nothing: the statuses of the whole episode."""
     statuses: list[EpisodeStatus] = []
     answering = {"on": True}
     actions = driver.node.create_publisher(PolicyAction, topics.LIBERO_ACTION, RELIABLE_QOS)
@@ -60,12 +62,12 @@ def test_each_step_applies_the_newest_action_repeats_it_briefly_then_holds(drive
     def answer(status: EpisodeStatus) -> None:
         statuses.append(status)
         if answering["on"] and not status.done:
-            actions.publish(action_to_msg(NOOP_ACTION, status.header, 0.0, "test"))
+            actions.publish(action_to_msg(NOOP_ACTION, status.header, 0.0, "test", planned=planned))
 
     driver.node.create_subscription(EpisodeStatus, topics.EPISODE_STATUS, answer, STATUS_QOS)
     bridge = NodeProcess("tramoe_ros.nodes.libero_bridge_node", ros_args(
-        {"mode": "realtime", "control_rate_hz": CONTROL_HZ, "camera_rate_hz": 0.0, "max_steps": 16,
-         "command_timeout_s": 0.25, "action_grace_s": 0.05}), tmp_path / "bridge.log")
+        {"mode": "realtime", "control_rate_hz": CONTROL_HZ, "camera_rate_hz": 0.0, "max_steps": max_steps,
+         "command_timeout_s": command_timeout_s, "action_grace_s": 0.05}), tmp_path / "bridge.log")
     try:
         driver.spin_until(lambda: any(s.step >= 8 for s in statuses) or not bridge.alive(), 240, "8 answered steps")
         assert bridge.alive(), bridge.output()
@@ -73,7 +75,13 @@ def test_each_step_applies_the_newest_action_repeats_it_briefly_then_holds(drive
         driver.spin_until(lambda: any(s.done for s in statuses), 60, "the episode to end")
     finally:
         assert bridge.stop() == 0, bridge.output()
+    return statuses
 
+
+def test_each_step_applies_the_newest_action_repeats_it_briefly_then_holds(driver, tmp_path):
+    """Answered observations are fresh steps (the status names the observation the applied action came from);
+    when answers stop, the standing action is repeated until `command_timeout_s`, then the arm holds (stamp 0)."""
+    statuses = answer_then_stop(driver, tmp_path, max_steps=16, command_timeout_s=0.25)
     stepped = {s.step: s for s in statuses if s.step > 0}
     observation_of = {s.step: stamp_to_ns(s.header.stamp) for s in statuses}  # the last one of each step
     assert sorted(stepped) == list(range(1, 17))
@@ -107,30 +115,8 @@ def test_a_step_without_its_own_action_applies_what_the_newest_plan_holds_for_it
     """An action-chunk policy's answers carry 3 planned actions: once answers stop, the next steps apply the last
     answer's plan, each the row for its own step (offset = steps since that observation), then the last one
     repeats until `command_timeout_s`, then the arm holds."""
-    import numpy as np
-
-    statuses: list[EpisodeStatus] = []
-    answering = {"on": True}
-    actions = driver.node.create_publisher(PolicyAction, topics.LIBERO_ACTION, RELIABLE_QOS)
-    planned = np.tile(NOOP_ACTION, (3, 1))
-
-    def answer(status: EpisodeStatus) -> None:
-        statuses.append(status)
-        if answering["on"] and not status.done:
-            actions.publish(action_to_msg(NOOP_ACTION, status.header, 0.0, "test", planned=planned))
-
-    driver.node.create_subscription(EpisodeStatus, topics.EPISODE_STATUS, answer, STATUS_QOS)
-    bridge = NodeProcess("tramoe_ros.nodes.libero_bridge_node", ros_args(
-        {"mode": "realtime", "control_rate_hz": CONTROL_HZ, "camera_rate_hz": 0.0, "max_steps": 18,
-         "command_timeout_s": 0.45, "action_grace_s": 0.05}), tmp_path / "bridge.log")
-    try:
-        driver.spin_until(lambda: any(s.step >= 8 for s in statuses) or not bridge.alive(), 240, "8 answered steps")
-        assert bridge.alive(), bridge.output()
-        answering["on"] = False
-        driver.spin_until(lambda: any(s.done for s in statuses), 60, "the episode to end")
-    finally:
-        assert bridge.stop() == 0, bridge.output()
-
+    statuses = answer_then_stop(driver, tmp_path, max_steps=18, command_timeout_s=0.45,
+                                planned=np.tile(NOOP_ACTION, (3, 1)))
     stepped = {s.step: s for s in statuses if s.step > 0}
     step_of_observation = {stamp_to_ns(s.header.stamp): s.step for s in statuses}
     assert sorted(stepped) == list(range(1, 19))
