@@ -143,3 +143,23 @@ def test_stopped_cameras_reported_stale_and_arm_holds(driver, pipeline):
 
     driver.spin_until(reported, 5, "stale cameras and a holding arm in the diagnostics")
     assert all(p.alive() for p in processes.values())
+
+
+def test_observations_from_before_a_new_episode_are_not_acted_on(driver, pipeline):
+    """Images of the last episode whose tracks arrive after the next episode's status (a busy machine) get no
+    action: acted on, they would be the first frame of the new episode's stack."""
+    io, _ = pipeline
+    old = driver.node.get_clock().now().nanoseconds
+    io["status"].publish(EpisodeStatus(header=Header(stamp=ns_to_stamp(old + 1_000_000)), episode=1, step=0))
+    driver.spin_for(0.2)
+    publish_observation(driver, io, old, seed=30)
+
+    def counted() -> bool:
+        status = io["diagnostics"].get("/policy_node")
+        return status is not None and any(kv.key == "ignored_before_episode_start" for kv in status.values)
+
+    driver.spin_until(counted, 10, "the old observation counted as ignored")
+    assert action_for(io, old) == []
+    new = driver.node.get_clock().now().nanoseconds
+    publish_observation(driver, io, new, seed=31)
+    driver.spin_until(lambda: action_for(io, new), 10, "the new episode's action")

@@ -203,6 +203,11 @@ class PolicyNode(Node):
                 self._tracks.append((stamp, {v: t for v, (_, t) in tracks.items()}))
                 self._act_if_ready()
             return
+        if stamp < self._episode_start:
+            # Predicted from the last episode's final images, which came after the reset on a busy machine: acted
+            # on, they would be the first frame of the new episode's stack.
+            self.health.count("ignored_before_episode_start")
+            return
         if stamp == self._last_stamp and self._last_action is not None:
             self._publisher.publish(self._last_action)
             self.health.count("republished")
