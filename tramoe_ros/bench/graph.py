@@ -201,8 +201,8 @@ def _realtime_graph(task: str, steps: int, reflections: bool, views: tuple[str, 
     bridge = _bridge_config()
     out = {"graph_target_rate_hz": bridge["control_rate_hz"], "graph_camera_rate_hz": bridge["camera_rate_hz"]}
     for key in ("fresh_action_rate_hz", "sim_rate_hz", "control_rate_hz", "on_time_steps", "planned_steps",
-                "late_steps", "repeated_steps", "hold_steps", "latency_ms_p50", "latency_ms_p95", "latency_ms_max", "tracks_latency_ms_p50",
-                "policy_inference_ms_p50", "actions", "steps", "success"):
+                "late_steps", "repeated_steps", "hold_steps", "latency_ms_p50", "latency_ms_p95", "latency_ms_max",
+                "tracks_latency_ms_p50", "policy_inference_ms_p50", "actions", "steps", "success"):
         out[f"graph_{key}"] = result[key]
     return out
 

@@ -154,7 +154,8 @@ class LiberoBridgeNode(Node):
         self._stamp = None
         self._started = False  # the episode's first action has arrived
         self._newest_action: Command | None = None  # realtime: received since the last step
-        self._standing: tuple[Command, float] | None = None  # realtime: the newest command applied, and when
+        self._standing: Command | None = None  # realtime: the newest command applied ...
+        self._standing_since = 0.0  # ... and when (time.monotonic())
         self._observed_steps: dict[int, int] = {}  # realtime: observation stamp (ns) -> the env step it showed
         self._applied_stamp = Time()  # stamp of the action the last step applied; zero: a hold
         self._applied_repeat = False
@@ -303,7 +304,8 @@ class LiberoBridgeNode(Node):
         if not self._started:
             self._publish_observation(new_stamp=True)  # the world waits for its controller
             return
-        answered = self._newest_action is not None and stamp_to_ns(self._newest_action.stamp) == stamp_to_ns(self._stamp)
+        newest = self._newest_action
+        answered = newest is not None and stamp_to_ns(newest.stamp) == stamp_to_ns(self._stamp)
         if self._grace_timer is None or answered or self._waiting_since is not None:
             self._advance()
             return
@@ -331,10 +333,10 @@ class LiberoBridgeNode(Node):
         newest, self._newest_action = self._newest_action, None
         # An action computed from an observation already acted on (a re-sent one) does not replace the standing one.
         fresh = newest is not None and (self._standing is None
-                                        or stamp_to_ns(newest.stamp) > stamp_to_ns(self._standing[0].stamp))
+                                        or stamp_to_ns(newest.stamp) > stamp_to_ns(self._standing.stamp))
         if fresh:
-            self._standing = (newest, now)
-        command = self._standing[0] if self._standing is not None else None
+            self._standing, self._standing_since = newest, now
+        command = self._standing
         observed = self._observed_steps.get(stamp_to_ns(command.stamp)) if command is not None else None
         offset = self.env.steps - observed if observed is not None else 0
         if command is not None and 1 <= offset <= len(command.planned):
@@ -343,7 +345,7 @@ class LiberoBridgeNode(Node):
         elif fresh:
             self.health.count("fresh_steps")
             self._step(command.action, command.stamp)
-        elif command is not None and now - self._standing[1] <= self.params["command_timeout_s"]:
+        elif command is not None and now - self._standing_since <= self.params["command_timeout_s"]:
             self.health.count("repeated_steps")
             self._step(self._applied_action, command.stamp, repeated=True)
         else:
