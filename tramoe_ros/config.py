@@ -74,6 +74,10 @@ class TrackModelConfig:
     # The track head's output is each point's displacement from its query point (added back in `forward`), so
     # an untrained model says "nothing moves"; false: absolute positions, as ATM (and checkpoints made before).
     predict_displacement: bool = False
+    # Add to each track token the image patches' 2-D sincos position embedding taken at its query point, so
+    # attention finds the patches under and around the point from the first step; false: the query reaches the
+    # tokens only through the linear track embedding, as ATM (and checkpoints made before).
+    query_pos_embed: bool = False
 
     def __post_init__(self) -> None:
         if self.image_size % self.image_patch:
@@ -166,6 +170,9 @@ class DataConfig:
     color_jitter: float = 0.3  # brightness/contrast/saturation/hue strength, 0 = off
     random_shift_pad: int = 4  # pixels, 0 = off
     variance_threshold_px2: float = 10.0  # variance filtering: tracks below this are "static"
+    # Share of each track sample's points kept for static ones (`sample_track_points`); 0 = moving points first,
+    # as the paper, which in LIBERO leaves the model no point that stays put.
+    still_point_share: float = 0.0
 
 
 @dataclass

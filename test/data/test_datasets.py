@@ -100,6 +100,19 @@ def test_track_sampling_prefers_moving_points(demo_paths):
     assert int((motion > 1.0).sum()) == min(moving_in_file, 16)
 
 
+def test_track_sampling_keeps_the_still_point_share_for_points_that_stay_put(demo_paths):
+    moving_first = track_dataset(demo_paths, train=False, horizon=16, num_points=8)
+    with_still = track_dataset(demo_paths, train=False, horizon=16, num_points=8, still_point_share=0.5)
+    file = EpisodeFile(demo_paths[0])
+    window = file.tracks("agentview", 4, 20)
+    visible = file.visibility("agentview", 4, 5)[0]
+    moving_in_file = int(((window * S).var(axis=0).sum(-1) > 10.0)[visible].sum())
+    assert moving_in_file >= 8  # at least as many moving points as slots: moving first leaves no still point
+    still = [int((((d[4]["tracks"] - d[4]["tracks"][0]) * S).norm(dim=-1).amax(dim=0) <= 1.0).sum())
+             for d in (moving_first, with_still)]
+    assert still == [0, 4]
+
+
 def test_train_shift_moves_image_and_tracks_together(demo_paths):
     plain = track_dataset(demo_paths, train=False)
     shifted = track_dataset(demo_paths, train=True, random_shift_pad=4)

@@ -97,3 +97,36 @@ def test_sampling_is_deterministic_given_the_generator():
 def test_no_points_is_an_error():
     with pytest.raises(ValueError, match="no tracked points"):
         sample_track_points(np.zeros((16, 0, 2)), np.zeros(0, bool), 32, S, 10.0, np.random.default_rng(0))
+
+
+def test_still_share_reserves_slots_for_static_points():
+    """A window with more moving points than slots gives only moving points by the paper's rule; `still_share`
+    keeps that share of the slots for static ones, and moving points still fill the rest."""
+    rng = np.random.default_rng(0)
+    tracks = moving_and_static_tracks(rng, num_static=60, num_moving=60)
+    moving = track_variance_px2(tracks, S) > 10.0
+    visible = np.ones(120, bool)
+    for share, expected_static in [(0.0, 0), (0.25, 8), (0.5, 16), (1.0, 32)]:
+        for seed in range(5):
+            chosen = sample_track_points(tracks, visible, 32, S, 10.0, np.random.default_rng(seed), share)
+            assert len(set(chosen.tolist())) == 32
+            assert (~moving[chosen]).sum() == expected_static, (share, seed)
+
+
+def test_still_share_takes_what_static_points_there_are_and_moving_ones_fill_the_rest():
+    rng = np.random.default_rng(1)
+    tracks = moving_and_static_tracks(rng, num_static=5, num_moving=60)
+    moving = track_variance_px2(tracks, S) > 10.0
+    chosen = sample_track_points(tracks, np.ones(65, bool), 32, S, 10.0, np.random.default_rng(0), 0.5)
+    assert (~moving[chosen]).sum() == 5 and moving[chosen].sum() == 27
+    # few moving points: they are all taken, static ones fill the rest, as without a share
+    tracks = moving_and_static_tracks(rng, num_static=100, num_moving=5)
+    chosen = sample_track_points(tracks, np.ones(105, bool), 32, S, 10.0, np.random.default_rng(0), 0.5)
+    assert set(range(100, 105)) <= set(chosen.tolist())
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_still_share_outside_zero_one_is_refused(share):
+    tracks = moving_and_static_tracks(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="still_share"):
+        sample_track_points(tracks, np.ones(105, bool), 32, S, 10.0, np.random.default_rng(0), share)

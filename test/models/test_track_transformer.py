@@ -199,3 +199,24 @@ def test_displacement_head_starts_at_nothing_moves_and_learns_motion():
         total.backward()
         optimizer.step()
     assert terms["track"] < 0.2 * first
+
+
+def test_query_position_embedding_is_the_image_patch_embedding_at_the_query():
+    """With `query_pos_embed`, a query at a patch's centre adds exactly that patch's position embedding to its
+    track tokens (rows and columns not swapped, no half-patch offset), and a query between two patches gets
+    something else; without it the track tokens do not depend on where the image patches are."""
+    cfg = small_config(query_pos_embed=True)
+    torch.manual_seed(0)
+    with_position = TrackTransformer(cfg).eval()
+    without = TrackTransformer(small_config())
+    without.load_state_dict(with_position.state_dict())
+    grid = cfg.image_size // cfg.image_patch
+    patch_row, patch_column = torch.tensor([0, 1, 3, 2]), torch.tensor([2, 0, 3, 1])
+    centres = torch.stack([(patch_column + 0.5) / grid, (patch_row + 0.5) / grid], dim=-1)[None]  # (1, 4, 2)
+    added = with_position._embed_tracks(centres) - without._embed_tracks(centres)
+    expected = with_position.image_pos_embed[patch_row * grid + patch_column]  # (4, dim)
+    tokens_per_point = cfg.horizon // cfg.track_patch
+    torch.testing.assert_close(added[0], expected.repeat(tokens_per_point, 1), atol=1e-5, rtol=0)
+    between = centres + torch.tensor([0.5 / grid, 0.0])
+    shifted = with_position._embed_tracks(between) - without._embed_tracks(between)
+    assert (shifted[0, :4] - expected).abs().max() > 0.1

@@ -173,7 +173,8 @@ class TrackDataset(_EpisodeDataset):
         tracks: (H, K, 2) float32 normalised, frames t .. t+H-1; past the episode end the last frame repeats
         visibility: (H, K) bool (false also where the shift pushed a point out of the image)
         instruction, domain, view: str; episode: int index into `episodes`
-    K = num_points chosen by `sample_track_points` (variance filtering at image_size resolution),
+    K = num_points chosen by `sample_track_points` (variance filtering at image_size resolution, with
+    `still_point_share` of them kept for static points),
     H = horizon. The shift moves image and tracks together, so tracks stay on their pixels.
     """
 
@@ -185,6 +186,7 @@ class TrackDataset(_EpisodeDataset):
         num_points: int = 32,
         image_size: int = 128,
         variance_threshold_px2: float = 10.0,
+        still_point_share: float = 0.0,
         color_jitter: float = 0.0,
         random_shift_pad: int = 0,
         train: bool = True,
@@ -194,6 +196,7 @@ class TrackDataset(_EpisodeDataset):
         self.horizon = horizon
         self.num_points = num_points
         self.variance_threshold_px2 = variance_threshold_px2
+        self.still_point_share = still_point_share
         lengths = np.array([f.length for f in self.files])
         items_per_episode = lengths * len(self.views)
         self._item_episode = np.repeat(np.arange(len(self.files)), items_per_episode)
@@ -222,7 +225,8 @@ class TrackDataset(_EpisodeDataset):
         all_tracks = file.tracks(view, t, t_end)[window]
         all_visibility = file.visibility(view, t, t_end)[window]
         points = sample_track_points(
-            all_tracks, all_visibility[0], self.num_points, self.image_size, self.variance_threshold_px2, point_rng
+            all_tracks, all_visibility[0], self.num_points, self.image_size, self.variance_threshold_px2, point_rng,
+            self.still_point_share,
         )
         tracks = torch.from_numpy(all_tracks[:, points])
         visibility = torch.from_numpy(all_visibility[:, points])

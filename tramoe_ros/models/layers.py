@@ -9,20 +9,44 @@ from einops import rearrange
 from torch import nn
 
 
+def sincos(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fixed sinusoidal embedding of real-valued positions (channels alternate sin, cos; frequencies as in
+    "Attention is all you need").
+
+    Args:
+        positions: (...) float
+    Returns:
+        (..., dim) float32
+    """
+    if dim % 2:
+        raise ValueError(f"sincos needs an even dim, got {dim}")
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device)
+                     * (-math.log(10000.0) / dim))
+    angles = positions.float()[..., None] * freq
+    return rearrange(torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1), "... d two -> ... (d two)")
+
+
 def sincos_1d(length: int, dim: int) -> torch.Tensor:
-    """Fixed sinusoidal embedding.
+    """Fixed sinusoidal embedding of positions 0 .. length - 1.
 
     Returns:
         (length, dim) float32
     """
-    if dim % 2:
-        raise ValueError(f"sincos_1d needs an even dim, got {dim}")
-    pos = torch.arange(length, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    emb = torch.zeros(length, dim)
-    emb[:, 0::2] = torch.sin(pos * freq)
-    emb[:, 1::2] = torch.cos(pos * freq)
-    return emb
+    return sincos(torch.arange(length), dim)
+
+
+def sincos_2d_at(points: torch.Tensor, dim: int) -> torch.Tensor:
+    """`sincos_2d`'s embedding at real-valued (column, row) positions in patch units, so a point at a patch's
+    centre gets exactly that patch's position embedding: first half of the channels the row, second the column.
+
+    Args:
+        points: (..., 2) (column, row)
+    Returns:
+        (..., dim) float32
+    """
+    if dim % 4:
+        raise ValueError(f"sincos_2d_at needs dim divisible by 4, got {dim}")
+    return torch.cat([sincos(points[..., 1], dim // 2), sincos(points[..., 0], dim // 2)], dim=-1)
 
 
 def sincos_2d(grid: int, dim: int) -> torch.Tensor:
@@ -34,12 +58,8 @@ def sincos_2d(grid: int, dim: int) -> torch.Tensor:
     """
     if dim % 4:
         raise ValueError(f"sincos_2d needs dim divisible by 4, got {dim}")
-    row = sincos_1d(grid, dim // 2)
-    col = sincos_1d(grid, dim // 2)
-    return torch.cat([
-        rearrange(row, "h d -> h 1 d").expand(grid, grid, dim // 2),
-        rearrange(col, "w d -> 1 w d").expand(grid, grid, dim // 2),
-    ], dim=-1).reshape(grid * grid, dim)
+    rows, columns = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    return sincos_2d_at(rearrange(torch.stack([columns, rows], dim=-1), "h w c -> (h w) c"), dim)
 
 
 class Attention(nn.Module):

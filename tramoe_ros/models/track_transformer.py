@@ -4,7 +4,8 @@ Given one image, K query points and an instruction embedding, predict where the 
 The sequence is [track tokens | image tokens | 1 language token]:
 
 * track tokens: each query point is copied over the H steps and cut into H / track_patch temporal patches by a
-  Conv1d, giving (H / track_patch) * K tokens in (t n) order, plus a learnable temporal embedding (sincos init);
+  Conv1d, giving (H / track_patch) * K tokens in (t n) order, plus a learnable temporal embedding (sincos init)
+  and, with `TrackModelConfig.query_pos_embed`, the image patches' position embedding at the query point;
 * image tokens: 16x16 patches -> (image_size / 16)^2 tokens, plus a frozen 2-D sincos embedding; in training a
   random fraction is replaced by a learnable mask token (MAE-style, as ATM);
 * language token: a linear projection of the instruction embedding.
@@ -23,7 +24,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from tramoe_ros.config import GateMode, TrackLossConfig, TrackModelConfig
-from tramoe_ros.models.layers import Attention, TransformerBlock, sincos_1d, sincos_2d
+from tramoe_ros.models.layers import Attention, TransformerBlock, sincos_1d, sincos_2d, sincos_2d_at
 from tramoe_ros.models.moe import RoutingInfo, SparseMoE, load_balance_loss, router_z_loss
 
 
@@ -189,6 +190,11 @@ class TrackTransformer(nn.Module):
         """(B, K, 2) -> (B, (H / track_patch) * K, dim) in (t n) order"""
         tracks = repeat(queries, "b k c -> b t k c", t=self.cfg.horizon)
         tokens = self.track_embed(tracks) + rearrange(self.track_temporal_embed, "t d -> 1 t 1 d")
+        if self.cfg.query_pos_embed:
+            # Patch (row h, column w) is embedded at (w, h) and covers [w, w + 1) patch widths: its centre is w + .5.
+            grid = self.cfg.image_size // self.cfg.image_patch
+            position = sincos_2d_at(queries * grid - 0.5, self.cfg.dim).to(tokens.dtype)
+            tokens = tokens + rearrange(position, "b k d -> b 1 k d")
         return rearrange(tokens, "b t k d -> b (t k) d")
 
     def _embed_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -28,7 +28,7 @@ class TrackTrainingTask(BatchedTask):
         train_eps, val_eps = split_episodes(cfg.data, cfg.train.seed)
         common = dict(views=cfg.data.views, horizon=cfg.model.horizon, num_points=cfg.model.num_points,
                       image_size=cfg.model.image_size, variance_threshold_px2=cfg.data.variance_threshold_px2,
-                      seed=cfg.train.seed)
+                      still_point_share=cfg.data.still_point_share, seed=cfg.train.seed)
         self.train_set = TrackDataset(train_eps, color_jitter=cfg.data.color_jitter,
                                       random_shift_pad=cfg.data.random_shift_pad, train=True, **common)
         self.val_set = TrackDataset(val_eps or train_eps, color_jitter=0.0, random_shift_pad=0, train=False,
