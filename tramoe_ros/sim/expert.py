@@ -6,8 +6,12 @@ through in turn (drawers opened first, doors closed after the objects are in, kn
 holds is skipped):
 
 - ``In`` / ``On``: a pick-and-place: approach above the object, descend, close, lift, carry above the target, lower,
-  open, retreat. A target inside a closed drawer gets the drawer opened first.
+  open, retreat. A target inside a closed drawer gets the drawer opened first (an object that drawer would reach
+  over is first moved out of its way); an object lowered in front of an overhang (the handle of the drawer above an
+  open drawer) is slid under it before it is let go. An object too wide to pinch and too flat for a rim grasp (a
+  plate) is pushed to a region of the surface it stands on instead, objects in its way moved first.
 - ``Open`` (drawers): the hand turns level, pinches the handle bar from the front and pulls along the slide joint.
+- ``Close`` (drawers): the closed fingertips push the front panel beside the handle, pointing down and then level.
 - ``Close`` (hinged doors): the closed fingers push the door along its arc about the hinge.
 - ``TurnOn`` / ``TurnOff`` (knobs turning about a vertical axis): pinch the knob from above and turn the wrist.
 
@@ -26,9 +30,9 @@ corners, grasps close across the object's narrowest horizontal direction at the 
 the gripper (bowls) are grasped by the rim, and support heights (table, basket floor, plate) come from ray casts
 down through the collision geoms; a drawer's handle bar is the part of the drawer reaching furthest out.
 
-Not covered (`ExpertUnsupported` at construction or `ExpertFailed` during the episode): closing drawers and
-opening doors, pushing (libero_goal 5), placing into a drawer next to an object the opened drawer crowds
-(libero_goal 3), books into caddy compartments or onto shelves, handle grasps (frying pans, moka pots).
+Not covered (`ExpertUnsupported` at construction or `ExpertFailed` during the episode): opening doors, placing
+through a side opening (into a microwave: libero_10 9), books into caddy compartments or onto shelves, handle
+grasps (frying pans, moka pots).
 """
 from __future__ import annotations
 
@@ -55,6 +59,46 @@ POSITION_GAIN = 1.0 / 0.025
 ROTATION_GAIN = 1.0 / 0.2
 # Widest object the open Panda fingers close around in LIBERO (pads ~6.7 cm apart, less a margin).
 MAX_GRASP_WIDTH = 0.064
+# A pinch slid along an object's length keeps the pads this far inside its ends (m).
+PINCH_END_MARGIN = 0.015
+# Turns of the pinch from the object's narrowest direction tried when the hand would hit a neighbour (rad).
+PINCH_TURNS = np.deg2rad([0.0, -10.0, 10.0, -20.0, 20.0, 90.0])
+# Collision depths (m) closer than this count as equal when choosing among grasps.
+COLLISION_TOLERANCE = 0.005
+# The open fingers stand this far either side of the end-effector point along the finger axis (m).
+OPEN_FINGER_OFFSET = 0.04
+# Handle grasp (objects too wide to pinch whole, and not hollow): the handle is the part of the object reaching
+# within HANDLE_REACH of its furthest point along some horizontal direction, and must be at most MAX_HANDLE_WIDTH
+# thick (m). An object is hollow when the surface under its centre is lower than this fraction of its height.
+HANDLE_REACH = 0.04
+MAX_HANDLE_WIDTH = 0.03
+HOLLOW_DEPTH = 0.5
+# The support under a placed object is probed over this fraction of its footprint radius; a spot in a region
+# is searched for within this fraction of the region's half extents (so the object's centre ends inside it).
+SUPPORT_PROBE = 0.3
+REGION_SEARCH = 0.8
+# An object lowered beside an overhang slides under it before release while the space above it keeps this
+# clearance (m); slides shorter than TUCK_MIN are not made.
+TUCK_CLEARANCE = 0.005
+TUCK_MIN = 0.005
+# An object standing where a drawer about to be opened will reach, or in the way of an object to be pushed (within
+# CLEAR_MARGIN, m), is first moved to the nearest spot within CLEAR_SEARCH_RADIUS (m), CLEAR_MARGIN clear of the
+# other objects, where nothing stands higher than FREE_SURFACE_TOLERANCE (m) above its support.
+CLEAR_MARGIN = 0.02
+CLEAR_SEARCH_RADIUS = 0.25
+FREE_SURFACE_TOLERANCE = 0.005
+# An object too wide to pinch and lower than MIN_RIM_HEIGHT (m, a plate) is pushed to a region of its support, for
+# at most PUSH_STEPS steps, until its origin is within PUSH_TOLERANCE (m) of the region's centre; the hand is aimed
+# PUSH_LEAD (m) past where the object is to go. The fingertips are aimed PUSH_HEIGHT (m) above the surface they
+# push on: below it, pressing on a plate's floor, so that friction drags the plate along and the fingertips do not
+# ride up over its shallow rim.
+MIN_RIM_HEIGHT = 0.03
+PUSH_HEIGHT = -0.006
+PUSH_STEPS = 250
+PUSH_TOLERANCE = 0.01
+PUSH_LEAD = 0.02
+# Goal objects sharing a target region are placed side by side over this fraction of its longer side.
+SLOT_SPAN = 0.6
 # Rim grasp: the grasp point sits this far inside the object's outer radius (wall plus pad).
 RIM_INSET = 0.012
 # Panda shoulder (link 2) to wrist reach the rim grasp prefers to stay within, and the wrist's height above the
@@ -72,11 +116,14 @@ CARRY_CLEARANCE = 0.04
 RELEASE_CLEARANCE = 0.015
 FINGERTIP_CLEARANCE = 0.004
 APPROACH_HEIGHT = 0.08
+# Below this height above its release point (m) a lowered object is no longer steered over its target.
+TOUCH_DOWN_HEIGHT = 0.02
 # Lift that proves a grasp, and attempts per object before giving up.
 LIFT_CHECK = 0.02
 GRASP_ATTEMPTS = 3
 GRIPPER_STEPS = 10
-# An object moving slower than this (m/s) counts as at rest; the expert waits up to this many steps for it.
+# An object moving slower than this (m/s) counts as at rest; the expert waits up to this many steps for the
+# objects to come to rest.
 SETTLED_SPEED = 0.02
 SETTLE_WAIT_STEPS = 40
 # Steps the expert stays still after its last release before declaring itself done.
@@ -87,6 +134,8 @@ ORIENTATION_TOLERANCE = 0.05
 # The hand pointing horizontally along world -y (DOWN_ORIENTATION turned a quarter about world x) with its fingers
 # opening vertically; a yaw turns it about world z. Pinches a drawer's handle bar from the front.
 HAND_LEVEL_FINGERS_VERTICAL = Rotation.from_euler("x", -np.pi / 2) * DOWN_ORIENTATION
+# The level hand turned a quarter about its approach axis: fingers side by side horizontally. Pushes drawers shut.
+HAND_LEVEL_FINGERS_SIDE_BY_SIDE = HAND_LEVEL_FINGERS_VERTICAL * Rotation.from_euler("z", np.pi / 2)
 # A half turn about the hand's own approach axis (its z axis, so multiplied on the right) swaps the fingers.
 HALF_TURN_ABOUT_APPROACH = Rotation.from_euler("z", np.pi)
 
@@ -107,11 +156,18 @@ BAR_DEPTH = 0.01
 # The pads sit this far behind the end-effector point along the approach axis (m): the point goes this deep past a
 # handle bar's centre.
 PAD_INSET = 0.004
+# A push is aimed this far past where the drawer reaches its goal (m).
+PUSH_PAST = 0.03
+# The closed fingertips reach this far beyond the end-effector point along the approach axis (m).
+FINGERTIP_REACH = 0.01
 # Distance (m) from which the hand lines up in front of a handle, and moves away after letting go.
 LINE_UP_DISTANCE = 0.12
 BACK_OFF_DISTANCE = 0.06
-# Steps given to moving a joint to its goal.
+# Steps given to moving a joint to its goal; a push ends early once the joint has moved less than STALL_MOTION
+# (m or rad) over STALL_STEPS steps.
 ARTICULATION_STEPS = 120
+STALL_STEPS = 15
+STALL_MOTION = 0.003
 # Closing a door: it is pushed at this fraction of its width from the hinge, along an arc in steps of this angle
 # (rad), by the closed fingers (half width across the hand, m) kept this far off its face.
 DOOR_PUSH_RADIUS = 0.7
@@ -182,6 +238,13 @@ def _orientation_error(eef_quat: np.ndarray, waypoint: Waypoint) -> float:
         return abs(_wrap_half_turn(yaw - waypoint.yaw))
     target = waypoint.orientation
     return min((target.inv() * current).magnitude(), ((target * HALF_TURN_ABOUT_APPROACH).inv() * current).magnitude())
+
+
+def _segment_distance(points_xy: np.ndarray, start_xy: np.ndarray, end_xy: np.ndarray) -> np.ndarray:
+    """Distances (P,) of points (P, 2) from the segment between two points (2,) (m)."""
+    along = end_xy - start_xy
+    fraction = np.clip((points_xy - start_xy) @ along / (along @ along), 0.0, 1.0)
+    return np.linalg.norm(points_xy - (start_xy + fraction[:, None] * along), axis=1)
 
 
 def _narrowest_pinch(points_xy: np.ndarray, current_yaw: float) -> tuple[np.ndarray, float, float]:
@@ -266,14 +329,12 @@ class ScriptedExpert:
                 f"{env.suite} task {env.task_index} ({env.task_name}): the expert handles In/On, Open/Close and "
                 f"TurnOn/TurnOff goals, not {predicate}"
             )
-        if name in ("open", "close"):
-            hinges = [self._joint(joint).hinge for joint in self._fixture_joints(predicate[1])[1]]
-            # Doors are only pushed shut, drawers only pulled open.
-            if any(hinges) if name == "open" else not all(hinges):
-                raise ExpertUnsupported(
-                    f"{env.suite} task {env.task_index} ({env.task_name}): {name} {predicate[1]} (the expert opens "
-                    "drawers and closes hinged doors)"
-                )
+        if name == "open" and any(self._joint(joint).hinge for joint in self._fixture_joints(predicate[1])[1]):
+            # Doors are only pushed shut.
+            raise ExpertUnsupported(
+                f"{env.suite} task {env.task_index} ({env.task_name}): open {predicate[1]} (the expert opens and "
+                "closes drawers and closes hinged doors)"
+            )
 
     # ---- simulator access -----------------------------------------------------------------------------------
 
@@ -356,13 +417,9 @@ class ScriptedExpert:
         across (m)."""
         finger_axis = np.array([-np.sin(yaw), np.cos(yaw)])
         across_axis = np.array([np.cos(yaw), np.sin(yaw)])
-        along = np.array([-1.0, -0.7, -0.4, 0.4, 0.7, 1.0]) * HAND_HALF_LENGTH
-        across = np.array([-1.0, 1.0]) * HAND_HALF_THICKNESS
-        samples = np.concatenate([
-            eef_xy + along[:, None] * finger_axis,
-            eef_xy + across[:, None] * across_axis + along[[2, 3], None] * finger_axis,
-            eef_xy + across[:, None] * across_axis,
-        ])
+        along = np.array([-1.0, -0.7, -0.4, 0.0, 0.4, 0.7, 1.0]) * HAND_HALF_LENGTH
+        across = np.array([-1.0, 0.0, 1.0]) * HAND_HALF_THICKNESS
+        samples = eef_xy + (along[:, None, None] * finger_axis + across[None, :, None] * across_axis).reshape(-1, 2)
         return self._surface_height(samples, ignore)
 
     def _plan_grasp(
@@ -377,13 +434,84 @@ class ScriptedExpert:
         height = top - bottom
         grasp_z = top - np.clip(0.5 * height, 0.01, 0.03)
         ignore = np.concatenate([self._object_bodies(name), self._robot_bodies()])
-        support = self._surface_height(points[:, :2].mean(0, keepdims=True), ignore)
-        grasp_z = max(grasp_z, support + fingertip_drop + FINGERTIP_CLEARANCE)
+        support = self._surface_height(points[:, :2].mean(0, keepdims=True), ignore) + FINGERTIP_CLEARANCE
+        grasp_z = max(grasp_z, support + fingertip_drop)
 
         center_xy, yaw, width = _narrowest_pinch(points[:, :2], current_yaw)
         if width <= MAX_GRASP_WIDTH:
-            return Grasp(np.array([*center_xy, grasp_z]), yaw)
+            return self._clear_pinch(name, points, center_xy, yaw, grasp_z, fingertip_drop, place)
+        # A hollow object (a bowl, a mug) is held by its wall; a solid one (a moka pot) only by a handle.
+        others = np.setdiff1d(np.arange(self._model.nbody), self._object_bodies(name))
+        hollow = self._surface_height(center_xy[None], others) < bottom + HOLLOW_DEPTH * height
+        if not hollow:
+            handle = self._plan_handle_grasp(name, center_xy, current_yaw, support + fingertip_drop)
+            if handle is not None:
+                return handle
         return self._plan_rim_grasp(name, points, center_xy, top, fingertip_drop, place)
+
+    def _hand_collision(self, name: str, grasp: Grasp, fingertip_drop: float, place: tuple[np.ndarray, float]
+                        ) -> float:
+        """How far (m) obstacles reach into the open fingers and the hand (20 cm along the finger axis) at `grasp`
+        of object `name`, plus into the hand when lowering the object onto the support at `place` (body origin
+        (2,), support height); 0 when clear."""
+        ignore = np.concatenate([self._object_bodies(name), self._robot_bodies()])
+        grasp_xy, grasp_z = grasp.position[:2], grasp.position[2]
+        finger_axis = np.array([-np.sin(grasp.yaw), np.cos(grasp.yaw)])
+        fingers = max(self._surface_height(self._disc(grasp_xy + side * OPEN_FINGER_OFFSET * finger_axis,
+                                                      FINGER_HALF_WIDTH), ignore) for side in (-1, 1))
+        body_xy = self._data.xpos[self.env.robosuite_env.obj_body_id[name]][:2]
+        place_xy, place_support = place
+        place_eef_z = place_support + (grasp_z - self._object_points(name)[:, 2].min()) + RELEASE_CLEARANCE
+        at_place = self._hand_obstacle(place_xy + grasp_xy - body_xy, grasp.yaw, ignore) - (place_eef_z + HAND_BOTTOM)
+        return (max(0.0, fingers - (grasp_z - fingertip_drop))
+                + max(0.0, self._hand_obstacle(grasp_xy, grasp.yaw, ignore) - (grasp_z + HAND_BOTTOM))
+                + max(0.0, at_place))
+
+    def _clear_pinch(self, name: str, points: np.ndarray, center_xy: np.ndarray, yaw: float, grasp_z: float,
+                     fingertip_drop: float, place: tuple[np.ndarray, float]) -> Grasp:
+        """A pinch of object `name` (hull points (P, 3)) at `grasp_z` (m): across its narrowest direction (`yaw`,
+        rad) at its middle (`center_xy`, (2,), world m), or, where the fingers or hand would hit a neighbour when
+        grasping (a can standing close beside another, a carton beside a box lying flat) or placing at `place` (as
+        for `_hand_collision`), slid along the object's length and turned while the object still fits between the
+        fingers."""
+        candidates = []
+        for turn in PINCH_TURNS:
+            finger_axis = np.array([-np.sin(yaw + turn), np.cos(yaw + turn)])
+            along = np.array([np.cos(yaw + turn), np.sin(yaw + turn)])  # across the finger axis
+            if turn != 0 and np.ptp(points[:, :2] @ finger_axis) > MAX_GRASP_WIDTH:
+                continue
+            reach = (points[:, :2] - center_xy) @ along
+            room = max(0.0, np.ptp(reach) / 2 - PINCH_END_MARGIN)
+            middle = center_xy + along * (reach.max() + reach.min()) / 2
+            for offset in np.linspace(-room, room, 9):
+                grasp = Grasp(np.array([*(middle + offset * along), grasp_z]), _wrap_half_turn(yaw + turn))
+                collision = self._hand_collision(name, grasp, fingertip_drop, place)
+                candidates.append((collision, abs(turn), abs(offset), grasp))
+        # Collisions differing by less than the tolerance (the same basket wall under the hand at every candidate)
+        # do not decide: the least turned and slid among the least colliding does.
+        least = min(candidate[0] for candidate in candidates) + COLLISION_TOLERANCE
+        return min((candidate for candidate in candidates if candidate[0] <= least), key=lambda c: c[1:3])[3]
+
+    def _plan_handle_grasp(self, name: str, center_xy: np.ndarray, current_yaw: float, lowest_z: float
+                           ) -> Grasp | None:
+        """Pinch a handle: the part of the object reaching furthest out horizontally, when it is narrow.
+
+        center_xy: (2,) the middle of the object's footprint (m); lowest_z: the lowest end-effector height the
+        fingertips allow (m). None when no direction has a narrow protrusion.
+        """
+        points, owners = self._body_points(self.env.robosuite_env.obj_body_id[name])
+        best_reach, best = -np.inf, None
+        for angle in np.deg2rad(np.arange(0.0, 360.0, 15.0)):
+            direction = np.array([np.cos(angle), np.sin(angle), 0.0])
+            handle = self._protrusion(points, owners, direction, HANDLE_REACH)
+            handle_xy, yaw, width = _narrowest_pinch(handle[:, :2], current_yaw)
+            # The handle sticks out furthest along its own direction; a side of the body is never narrow.
+            reach = (points[:, :2] - center_xy) @ direction[:2]
+            if width <= MAX_HANDLE_WIDTH and reach.max() > best_reach:
+                handle_top = handle[:, 2].max()
+                grasp_z = handle_top - np.clip(0.5 * (handle_top - handle[:, 2].min()), 0.01, 0.03)
+                best_reach, best = reach.max(), Grasp(np.array([*handle_xy, max(grasp_z, lowest_z)]), yaw)
+        return best
 
     def _plan_rim_grasp(
         self,
@@ -401,11 +529,7 @@ class ScriptedExpert:
         keep the wrist within COMFORTABLE_REACH of the shoulder (the far edge of LIBERO's table is at the arm's
         limit), the side where the rim is highest, and the least wrist rotation from the home yaw.
         """
-        ignore = np.concatenate([self._object_bodies(name), self._robot_bodies()])
         shoulder = self._data.xpos[geometry.body_id(self._model, "robot0_link2")]
-        body_xy = self._data.xpos[self.env.robosuite_env.obj_body_id[name]][:2]
-        place_xy, place_support = place
-        bottom = points[:, 2].min()
         best_score, best = np.inf, None
         for angle in np.deg2rad(np.arange(0.0, 360.0, 45.0)):
             direction = np.array([np.cos(angle), np.sin(angle)])
@@ -416,46 +540,140 @@ class ScriptedExpert:
             # A tilted object (a bowl resting on a ramekin) has its rim lower on one side: grasp below the local top.
             near = np.linalg.norm(points[:, :2] - grasp_xy, axis=1) < 0.03
             grasp_z = (points[near, 2].max() if near.any() else top) - 0.02
-            yaw = _wrap_half_turn(angle - np.pi / 2)
-            finger_collision = self._surface_height(
-                self._disc(center_xy + direction * (radius + 0.03), 0.015), ignore
-            ) - (grasp_z - fingertip_drop)
-            hand_collision = self._hand_obstacle(grasp_xy, yaw, ignore) - (grasp_z + HAND_BOTTOM)
-            place_eef_xy = place_xy + grasp_xy - body_xy
-            place_eef_z = place_support + (grasp_z - bottom) + RELEASE_CLEARANCE
-            place_collision = self._hand_obstacle(place_eef_xy, yaw, ignore) - (place_eef_z + HAND_BOTTOM)
+            grasp = Grasp(np.array([*grasp_xy, grasp_z]), _wrap_half_turn(angle - np.pi / 2))
             wrist = np.array([*grasp_xy, grasp_z + WRIST_ABOVE_GRASP])
             overreach = max(0.0, np.linalg.norm(wrist - shoulder) - COMFORTABLE_REACH)
-            score = (sum(max(0.0, collision) for collision in (finger_collision, hand_collision, place_collision)) * 100
-                     + overreach * 2 + (top - grasp_z) * 2 + abs(yaw) * 0.01)
+            score = (self._hand_collision(name, grasp, fingertip_drop, place) * 100
+                     + overreach * 2 + (top - grasp_z) * 2 + abs(grasp.yaw) * 0.01)
             if score < best_score:
-                best_score, best = score, Grasp(np.array([*grasp_xy, grasp_z]), yaw)
+                best_score, best = score, grasp
         return best
 
-    def _target_xy_and_support(
-        self, target: str, footprint_radius: float, ignore: np.ndarray
-    ) -> tuple[np.ndarray, float]:
-        """Where the carried object's centre goes (2,) and the support height there (m)."""
+    def _target_xy_and_support(self, name: str, target: str | np.ndarray, ignore: np.ndarray
+                               ) -> tuple[np.ndarray, float]:
+        """Where the carried object `name`'s centre goes (2,) and the support height there (m), probed over
+        SUPPORT_PROBE of its footprint; `target` names an object or a region, or is a point (2,) (world, m).
+
+        A region several goal objects must be on (two moka pots on one stove: LIBERO's On wants each touching the
+        stove, so they cannot be stacked) gets them side by side, in goal order, in slots spread over the middle
+        SLOT_SPAN of the region along the world axis (x or y) where the objects' summed extents take the smallest
+        share of the region. Where something overhangs the spot higher than the object is tall (the handles of
+        the drawers above an open drawer), the object goes to the place in the region with the lowest column
+        over its footprint instead, the nearest such to the spot.
+        """
+        footprint = self._footprint_radius(name)
+        xy = self._wanted_xy(name, target)
+        support = self._surface_height(self._disc(xy, SUPPORT_PROBE * footprint), ignore)
+        if isinstance(target, np.ndarray) or target in self.env.robosuite_env.obj_body_id:
+            return xy, support
+        center, half = self._region_box(target)
+        # Anything higher than the placed object's top (give or take the carry clearance) over its footprint blocks
+        # lowering it there.
+        free_top = support + np.ptp(self._object_points(name)[:, 2]) + CARRY_CLEARANCE
+        if self._column_top(xy, footprint, ignore) > free_top:
+            offsets = np.stack(np.meshgrid(*(np.linspace(-h, h, 17) for h in REGION_SEARCH * half)), -1).reshape(-1, 2)
+            candidates = center + offsets
+            columns = np.array([self._column_top(candidate, footprint, ignore) for candidate in candidates])
+            limit = free_top if (columns <= free_top).any() else columns.min() + COLLISION_TOLERANCE
+            fits = candidates[columns <= limit]
+            nearest = fits[np.argmin(np.linalg.norm(fits - xy, axis=1))]
+            # Closer to the wanted spot than the grid resolves, while it still fits.
+            for step in np.linspace(nearest, xy, 11)[1:]:
+                if self._column_top(step, footprint, ignore) > limit:
+                    break
+                nearest = step
+            xy = nearest
+            support = self._surface_height(self._disc(xy, SUPPORT_PROBE * footprint), ignore)
+        return xy, support
+
+    def _region_box(self, region: str) -> tuple[np.ndarray, np.ndarray]:
+        """The centre (2,) and horizontal half extents (2,) of a region's box in the world (m), as LIBERO has them."""
         env = self.env.robosuite_env
-        if target in env.object_sites_dict:
-            site = mujoco.mj_name2id(self._model, mujoco.mjtObj.mjOBJ_SITE, target)
-            xy = self._data.site_xpos[site][:2].copy()
-        elif target in env.obj_body_id:
-            xy = self._data.xpos[env.obj_body_id[target]][:2].copy()
-        else:
-            raise ExpertUnsupported(f"goal target {target!r} is neither an object nor a region of this scene")
-        return xy, self._surface_height(self._disc(xy, footprint_radius), ignore)
+        if region not in env.object_sites_dict:
+            raise ExpertUnsupported(f"goal target {region!r} is neither an object nor a region of this scene")
+        site = mujoco.mj_name2id(self._model, mujoco.mjtObj.mjOBJ_SITE, region)
+        half = np.abs(self._data.site_xmat[site].reshape(3, 3) @ env.object_sites_dict[region].size)[:2]
+        return self._data.site_xpos[site][:2].copy(), half
+
+    def _wanted_xy(self, name: str, target: str | np.ndarray) -> np.ndarray:
+        """Where object `name`'s centre would best go on `target` (2,): the target object's origin, the region's
+        centre, the object's slot in a region shared with other goal objects (see `_target_xy_and_support`), or
+        the target itself when it is a point (2,) (world, m)."""
+        env = self.env.robosuite_env
+        if isinstance(target, np.ndarray):
+            return target.copy()
+        if target in env.obj_body_id:
+            return self._data.xpos[env.obj_body_id[target]][:2].copy()
+        xy, half = self._region_box(target)
+        sharing = [predicate[1] for predicate in self.goal if predicate[0] == "on" and predicate[2] == target]
+        if len(sharing) > 1:
+            extents = sum(np.ptp(self._object_points(other)[:, :2], axis=0) for other in sharing)
+            axis = int(np.argmin(extents / half))
+            xy[axis] += half[axis] * SLOT_SPAN * np.linspace(-1.0, 1.0, len(sharing))[sharing.index(name)]
+        return xy
+
+    def _ceiling_height(self, xy_points: np.ndarray, from_z: float, ignore_bodies: np.ndarray) -> float:
+        """Lowest colliding surface above height `from_z` over any of `xy_points` (K, 2), ignoring `ignore_bodies`
+        (m; inf when open to the sky). A point inside a geom (a wall) sees the geom's top."""
+        model, data = self._model, self._data
+        hit_geom = np.zeros(1, dtype=np.int32)
+        up = np.array([0.0, 0.0, 1.0])
+        lowest = np.inf
+        for x, y in xy_points:
+            start = np.array([x, y, from_z])
+            for _ in range(100):
+                distance = mujoco.mj_ray(model, data, start, up, None, 1, -1, hit_geom)
+                if distance < 0:
+                    break
+                geom = hit_geom[0]
+                colliding = model.geom_contype[geom] != 0 or model.geom_conaffinity[geom] != 0
+                if colliding and model.geom_bodyid[geom] not in ignore_bodies:
+                    lowest = min(lowest, from_z + distance)
+                    break
+                start = start + (distance + 1e-4) * up
+        return float(lowest)
+
+    def _tuck_xy(self, name: str, target: str | np.ndarray, target_xy: np.ndarray, lowered_xy: np.ndarray,
+                 support: float, height: float, ignore: np.ndarray) -> np.ndarray:
+        """Where an object lowered at `lowered_xy` (2,) onto a support at height `support` (m) slides to before it
+        is let go, when an overhang moved its spot (`target_xy`, from `_target_xy_and_support`) off where it is
+        wanted: towards there, as far as the space over its footprint stays clear `height` (m, its upright height)
+        plus TUCK_CLEARANCE above the support. A bowl lowered into an open drawer in front of the handle of the
+        drawer above slides under the handle, off the drawer's front wall it may have caught on."""
+        footprint = self._footprint_radius(name)
+        wanted = self._wanted_xy(name, target)
+        tucked = lowered_xy
+        if np.linalg.norm(wanted - target_xy) < TUCK_MIN:
+            return tucked
+        for xy in np.linspace(lowered_xy, wanted, max(2, int(np.linalg.norm(wanted - lowered_xy) / 0.005) + 1))[1:]:
+            ceiling = self._ceiling_height(self._disc(xy, footprint), support + TUCK_CLEARANCE, ignore)
+            if ceiling >= support + height + TUCK_CLEARANCE:
+                tucked = xy
+            elif tucked is not lowered_xy:
+                # Blocked again after a clear stretch (blocked at first is the wall the object is leaving).
+                break
+        return tucked
+
+    def _column_top(self, center_xy: np.ndarray, radius: float, ignore: np.ndarray) -> float:
+        """Highest surface over a disc (m), probed densely enough (two rings) to find a handle bar over it."""
+        angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+        ring = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        return self._surface_height(np.vstack([center_xy, center_xy + radius * ring, center_xy + radius / 2 * ring]),
+                                    ignore)
 
     def _footprint_radius(self, name: str) -> float:
         """Radius of the object's horizontal footprint (m): half the mean side of its hull's bounding box."""
         points = self._object_points(name)
         return float(np.mean(points[:, :2].max(0) - points[:, :2].min(0)) / 2)
 
+    @staticmethod
+    def _path_samples(start_xy: np.ndarray, end_xy: np.ndarray) -> np.ndarray:
+        """Points (S, 2) every ~3 cm along the straight path between two points (m), both ends included."""
+        return np.linspace(start_xy, end_xy, max(2, int(np.linalg.norm(end_xy - start_xy) / 0.03) + 1))
+
     def _path_clearance(self, start_xy: np.ndarray, end_xy: np.ndarray, radius: float, ignore: np.ndarray) -> float:
         """Highest surface along the straight path between two points, widened by `radius` (m)."""
-        steps = max(2, int(np.linalg.norm(end_xy - start_xy) / 0.03) + 1)
-        samples = np.linspace(start_xy, end_xy, steps)
-        return max(self._surface_height(self._disc(xy, radius), ignore) for xy in samples)
+        return max(self._surface_height(self._disc(xy, radius), ignore) for xy in self._path_samples(start_xy, end_xy))
 
     def _holding(self, name: str, eef_pos: np.ndarray, lifted_from: float) -> bool:
         points = self._object_points(name)
@@ -463,27 +681,34 @@ class ScriptedExpert:
             points[:, :2].mean(0) - eef_pos[:2]
         ) < 0.1
 
-    def _pick_and_place(self, name: str, target: str) -> Generator[Waypoint, None, None]:
+    def _settle(self) -> Generator[Waypoint, None, None]:
+        """Wait (up to SETTLE_WAIT_STEPS) for the objects to come to rest: plans are made from a scene at rest.
+        Objects placed unstably by the initial state (a bowl on a ramekin) may still be sliding, some initial states
+        drop objects from above the table, and a released object may still be falling."""
+        for _ in range(SETTLE_WAIT_STEPS):
+            if max(map(self._object_speed, self.env.robosuite_env.objects_dict)) < SETTLED_SPEED:
+                return
+            yield Waypoint("wait", self._obs.eef_pos, self._current_yaw(self._obs), self._last_gripper, 1.0,
+                           max_steps=1, hold_steps=1)
+
+    def _pick_and_place(self, name: str, target: str | np.ndarray) -> Generator[Waypoint, None, None]:
+        """Move object `name` onto or into `target`: an object, a region, or a point (2,) on the surface there."""
         robot = self._robot_bodies()
         carried = self._object_bodies(name)
         ignore = np.concatenate([robot, carried])
         for _ in range(GRASP_ATTEMPTS):
-            # Objects placed unstably by the initial state (a bowl on a ramekin) may still be sliding.
-            for _ in range(SETTLE_WAIT_STEPS):
-                if self._object_speed(name) < SETTLED_SPEED:
-                    break
-                yield Waypoint("wait", self._obs.eef_pos, self._current_yaw(self._obs), GRIPPER_OPEN, 1.0,
-                               max_steps=1)
+            yield from self._settle()
             obs = self._obs
             drop = self._fingertip_drop(obs.eef_pos)
-            place = self._target_xy_and_support(target, 0.3 * self._footprint_radius(name), ignore)
+            place = self._target_xy_and_support(name, target, ignore)
             grasp = self._plan_grasp(name, self._current_yaw(obs), drop, place)
             path_top = self._path_clearance(obs.eef_pos[:2], grasp.position[:2], 0.05, ignore)
             travel_z = max(grasp.position[2] + APPROACH_HEIGHT, path_top + drop + CARRY_CLEARANCE, obs.eef_pos[2])
             yield Waypoint("approach", np.array([*grasp.position[:2], travel_z]), grasp.yaw, GRIPPER_OPEN, 0.015)
             # Plan again from close by: the object may have moved since the approach began.
             grasp = self._plan_grasp(name, self._current_yaw(self._obs), drop, place)
-            object_bottom = self._object_points(name)[:, 2].min()
+            resting = self._object_points(name)[:, 2]
+            object_bottom, object_height = resting.min(), np.ptp(resting)
             above = grasp.position + [0, 0, APPROACH_HEIGHT]
             yield Waypoint("above", above, grasp.yaw, GRIPPER_OPEN, 0.006, max_speed=0.8)
             yield Waypoint("descend", grasp.position, grasp.yaw, GRIPPER_OPEN, 0.004, max_speed=0.5, max_steps=50)
@@ -502,17 +727,36 @@ class ScriptedExpert:
         # LIBERO's In/On predicates test the object's body origin, so that is what is brought over the target.
         center_offset = self._data.xpos[self.env.robosuite_env.obj_body_id[name]][:2] - obs.eef_pos[:2]
         footprint = self._footprint_radius(name)
-        target_xy, support = self._target_xy_and_support(target, 0.3 * footprint, ignore)
+        target_xy, support = self._target_xy_and_support(name, target, ignore)
         eef_xy = target_xy - center_offset
         path_top = self._path_clearance(obs.eef_pos[:2] + center_offset, target_xy, footprint, ignore)
-        carry_z = max(obs.eef_pos[2], path_top + hang + CARRY_CLEARANCE)
         yaw = self._current_yaw(obs)
+        # The hand reaches 10 cm either way along the finger axis, beyond the object held by its rim.
+        hand_top = max(self._hand_obstacle(xy, yaw, ignore) for xy in self._path_samples(obs.eef_pos[:2], eef_xy))
+        carry_z = max(obs.eef_pos[2], path_top + hang + CARRY_CLEARANCE, hand_top - HAND_BOTTOM + CARRY_CLEARANCE)
         yield Waypoint("raise", np.array([*obs.eef_pos[:2], carry_z]), yaw, GRIPPER_CLOSED, 0.015)
         yield Waypoint("carry", np.array([*eef_xy, carry_z]), yaw, GRIPPER_CLOSED, 0.006, max_steps=120)
         release_z = support + hang + RELEASE_CLEARANCE
-        yield Waypoint("lower", np.array([*eef_xy, release_z]), yaw, GRIPPER_CLOSED, 0.006, max_speed=0.5)
+        # An object held by its rim hangs tilted and swings: while lowering, its centre is kept over the target from
+        # where it hangs at each step, until it is about to touch down.
+        body = self.env.robosuite_env.obj_body_id[name]
+        lower = Waypoint("lower", np.array([*eef_xy, release_z]), yaw, GRIPPER_CLOSED, 0.006, max_speed=0.5)
+        for _ in range(lower.max_steps):
+            if self._obs.eef_pos[2] < release_z + TOUCH_DOWN_HEIGHT:
+                break
+            eef_xy = target_xy - (self._data.xpos[body][:2] - self._obs.eef_pos[:2])
+            yield replace(lower, position=np.array([*eef_xy, release_z]), max_steps=1)
+        yield replace(lower, position=np.array([*eef_xy, release_z]))
+        lowered_xy = self._data.xpos[body][:2].copy()
+        tucked_xy = self._tuck_xy(name, target, target_xy, lowered_xy, support, object_height, ignore)
+        # The hand leaves the way it came: out from under the overhang while rising.
+        retreat_xy = eef_xy = self._obs.eef_pos[:2].copy()
+        if np.linalg.norm(tucked_xy - lowered_xy) > TUCK_MIN:
+            eef_xy = eef_xy + tucked_xy - lowered_xy
+            yield Waypoint("tuck", np.array([*eef_xy, release_z]), yaw, GRIPPER_CLOSED, 0.006, max_speed=0.3,
+                           max_steps=40)
         yield Waypoint("open", np.array([*eef_xy, release_z]), yaw, GRIPPER_OPEN, 1.0, hold_steps=GRIPPER_STEPS)
-        yield Waypoint("retreat", np.array([*eef_xy, release_z + 0.08]), yaw, GRIPPER_OPEN, 0.015)
+        yield Waypoint("retreat", np.array([*retreat_xy, release_z + 0.08]), yaw, GRIPPER_OPEN, 0.015)
 
     # ---- goal predicates ----------------------------------------------------------------------------------------
 
@@ -585,8 +829,124 @@ class ScriptedExpert:
         if target in self.env.robosuite_env.object_sites_dict and self._fixture_joints(target)[1]:
             # A drawer's region: objects go in through the open drawer.
             if not self._holds(("open", target)):
+                yield from self._clear_drawer_reach(predicate[1], target)
                 yield from self._articulate("open", target)
-        yield from self._pick_and_place(predicate[1], target)
+        if self._slides_to(predicate[1], target):
+            yield from self._push_to_region(predicate[1], target)
+        else:
+            yield from self._pick_and_place(predicate[1], target)
+
+    def _slides_to(self, name: str, target: str) -> bool:
+        """Whether object `name` is pushed to `target` rather than carried: it is too wide to pinch and too flat
+        (under MIN_RIM_HEIGHT) for a rim grasp (a plate), and `target` is a region of the surface it stands on."""
+        points = self._object_points(name)
+        if target not in self.env.robosuite_env.object_sites_dict or self._fixture_joints(target)[1]:
+            return False
+        if np.ptp(points[:, 2]) >= MIN_RIM_HEIGHT or _narrowest_pinch(points[:, :2], 0.0)[2] <= MAX_GRASP_WIDTH:
+            return False
+        ignore = np.concatenate([self._object_bodies(name), self._robot_bodies()])
+        center, _ = self._region_box(target)
+        here = self._data.xpos[self.env.robosuite_env.obj_body_id[name]][:2]
+        return abs(self._surface_height(center[None], ignore) - self._surface_height(here[None], ignore)) < LIFT_CHECK
+
+    def _push_to_region(self, name: str, region: str) -> Generator[Waypoint, None, None]:
+        """Push object `name` along its support until its body origin (what LIBERO's On tests) reaches the middle
+        of `region`: the closed fingertips, pointing down with the fingers side by side across the push, are set
+        down just above the support and pushed in a straight line, re-aimed every step from where the object is
+        (it turns and drifts as it slides). A hollow object (a plate) is pushed from inside by its far wall (the
+        hand then stands over it, clear of what stands behind it, such as a cabinet), a solid one from behind."""
+        body = self.env.robosuite_env.obj_body_id[name]
+        target, _ = self._region_box(region)
+        # Objects standing in the band the pushed object sweeps would be pushed along and stall it: moved first.
+        band = self._footprint_radius(name) + CLEAR_MARGIN  # half width of the band, around the origin's path
+        path = (self._data.xpos[body][:2].copy(), target)
+        for other in self.env.robosuite_env.objects_dict:
+            if other != name:
+                yield from self._move_clear(other, lambda points_xy: _segment_distance(points_xy, *path).min() < band)
+        yield from self._settle()
+        ignore = np.concatenate([self._object_bodies(name), self._robot_bodies()])
+        drop = self._fingertip_drop(self._obs.eef_pos)
+        points = self._object_points(name)
+        start_xy = self._data.xpos[body][:2]
+        motion = (target - start_xy) / np.linalg.norm(target - start_xy)
+        back = ((points[:, :2] - start_xy) @ -motion).max()  # how far the object reaches behind its origin
+        others = np.setdiff1d(np.arange(self._model.nbody), self._object_bodies(name))
+        bottom, height = points[:, 2].min(), np.ptp(points[:, 2])
+        floor = self._surface_height(start_xy[None], others)
+        if floor < bottom + HOLLOW_DEPTH * height:
+            # The hollow reaches back from the origin as far as the surface stays low (a plate's thick rim is high).
+            behind = np.arange(0.0, back, 0.002)
+            low = [self._surface_height((start_xy - motion * distance)[None], self._robot_bodies())
+                   < bottom + HOLLOW_DEPTH * height for distance in behind]
+            hollow_back = behind[np.argmin(low)] if not all(low) else back
+            stand = start_xy - motion * max(0.0, hollow_back - FINGER_HALF_WIDTH - PUSH_GAP)
+        else:
+            stand = start_xy - motion * (back + FINGER_HALF_WIDTH + PUSH_GAP)
+            floor = self._surface_height(self._disc(start_xy, self._footprint_radius(name)), ignore)
+        push_z = floor + PUSH_HEIGHT + drop
+        start = np.array([*stand, push_z])
+        yaw = self._current_yaw(self._obs)
+        yaw += _wrap_half_turn(np.arctan2(motion[1], motion[0]) - yaw)
+        path_top = self._path_clearance(self._obs.eef_pos[:2], start[:2], 0.05, ignore)
+        travel_z = max(push_z + APPROACH_HEIGHT, path_top + drop + CARRY_CLEARANCE, self._obs.eef_pos[2])
+        yield Waypoint("above push", np.array([*start[:2], travel_z]), yaw, GRIPPER_CLOSED, 0.015)
+        yield Waypoint("down to push", start, yaw, GRIPPER_CLOSED, 0.006, max_speed=0.6)
+        for _ in range(PUSH_STEPS):
+            offset = target - self._data.xpos[body][:2]
+            if np.linalg.norm(offset) < PUSH_TOLERANCE:
+                break
+            # The hand goes where the object is still to go, plus a lead: it stalls short of its target under load.
+            aim = self._obs.eef_pos[:2] + offset + offset / np.linalg.norm(offset) * PUSH_LEAD
+            yield Waypoint("push", np.array([*aim, push_z]), yaw, GRIPPER_CLOSED, 0.0, max_speed=0.6, max_steps=1)
+        # Straight up: backing off along the support would drag the object back.
+        yield Waypoint("rise", np.array([*self._obs.eef_pos[:2], travel_z]), yaw, GRIPPER_CLOSED, 0.02, max_steps=40)
+
+    def _clear_drawer_reach(self, name: str, region: str) -> Generator[Waypoint, None, None]:
+        """Move object `name` away from under where the drawer of `region` will reach once opened (the drawer
+        would then hang over it, in the way of the hand grasping it from above), CLEAR_MARGIN clear of it."""
+        judge, joint_names = self._fixture_joints(region)
+        joint = self._joint(joint_names[0])
+        _, goal = self._joint_goal(joint, judge.is_open)
+        drawer, _ = self._body_points(joint.body)
+        opened = drawer + joint.axis * (goal - self._qpos(joint))
+        low, high = opened[:, :2].min(0) - CLEAR_MARGIN, opened[:, :2].max(0) + CLEAR_MARGIN
+        yield from self._move_clear(name, lambda points_xy: self._footprints_overlap(points_xy, low, high))
+
+    def _move_clear(self, name: str, in_the_way: Callable[[np.ndarray], bool]) -> Generator[Waypoint, None, None]:
+        """Pick and place object `name` to the nearest free spot of its support within CLEAR_SEARCH_RADIUS where
+        it is no longer `in_the_way` (a test of its hull points moved there, (P, 2)), CLEAR_MARGIN clear of the
+        other objects; nothing when it is not in the way."""
+        points = self._object_points(name)
+        if not in_the_way(points[:, :2]):
+            return
+        ignore = np.concatenate([self._object_bodies(name), self._robot_bodies()])
+        body_xy = self._data.xpos[self.env.robosuite_env.obj_body_id[name]][:2]
+        support = self._surface_height(self._disc(body_xy, SUPPORT_PROBE * self._footprint_radius(name)), ignore)
+        offsets = np.stack(np.meshgrid(*[np.arange(-CLEAR_SEARCH_RADIUS, CLEAR_SEARCH_RADIUS + 1e-9, 0.02)] * 2),
+                           -1).reshape(-1, 2)
+        # Nearest first, a step further from the robot counting double (the far side of the table is hard to reach).
+        base_xy = self._data.xpos[geometry.body_id(self._model, "robot0_base")][:2]
+        farther = np.linalg.norm(body_xy + offsets - base_xy, axis=1) - np.linalg.norm(body_xy - base_xy)
+        offsets = offsets[np.argsort(np.linalg.norm(offsets, axis=1) + np.maximum(farther, 0.0))]
+        footprint = self._footprint_radius(name) + CLEAR_MARGIN
+        # Other objects are found by their hulls: rays (mj_ray) skip fully transparent collision geoms.
+        others = [self._object_points(other)[:, :2] for other in self.env.robosuite_env.objects_dict if other != name]
+        margin = CLEAR_MARGIN
+        for offset in offsets:
+            moved = points[:, :2] + offset
+            if in_the_way(moved) or any(
+                self._footprints_overlap(moved, other.min(0) - margin, other.max(0) + margin) for other in others
+            ):
+                continue
+            if self._column_top(body_xy + offset, footprint, ignore) <= support + FREE_SURFACE_TOLERANCE:
+                yield from self._pick_and_place(name, body_xy + offset)
+                return
+        raise ExpertFailed(f"no free spot for {name} out of the way")
+
+    @staticmethod
+    def _footprints_overlap(points_xy: np.ndarray, low: np.ndarray, high: np.ndarray) -> bool:
+        """Whether the bounding box of points (P, 2) overlaps the box from `low` (2,) to `high` (2,) (m)."""
+        return bool((points_xy.max(0) > low).all() and (points_xy.min(0) < high).all())
 
     def _episode(self) -> Generator[Waypoint, None, None]:
         for predicate in sorted(self.goal, key=lambda predicate: PREDICATE_ORDER[predicate[0]]):
@@ -604,6 +964,7 @@ class ScriptedExpert:
         past its threshold (one is enough to open or turn on)."""
         judge, joint_names = self._fixture_joints(fixture)
         reached = getattr(judge, JOINT_CHECKS[predicate])
+        yield from self._settle()
         for joint_name in joint_names:
             joint = self._joint(joint_name)
             if reached(self._qpos(joint)):
@@ -614,8 +975,10 @@ class ScriptedExpert:
                 yield from self._twist_knob(joint, goal, done)
             elif joint.hinge:
                 yield from self._swing_door(joint, goal, done)
-            else:
+            elif predicate == "open":
                 yield from self._pull_drawer(joint, goal, done)
+            else:
+                yield from self._push_drawer(joint, goal, done)
             if predicate in ("open", "turnon"):
                 return
 
@@ -628,12 +991,17 @@ class ScriptedExpert:
 
     def _handle_bar(self, joint: FixtureJoint, outward: np.ndarray) -> np.ndarray:
         """The centre (3,) of a drawer's handle bar (world, m); `outward` (3,) is the direction the drawer opens in."""
-        points, owners = self._body_points(joint.body)
-        reach = points @ outward
-        handle_geoms = np.unique(owners[reach >= reach.max() - HANDLE_DEPTH])
-        handle = points[np.isin(owners, handle_geoms)]
-        bar = handle[handle @ outward >= reach.max() - BAR_DEPTH]
+        handle = self._protrusion(*self._body_points(joint.body), outward, HANDLE_DEPTH)
+        reach = handle @ outward
+        bar = handle[reach >= reach.max() - BAR_DEPTH]
         return (bar.min(0) + bar.max(0)) / 2
+
+    @staticmethod
+    def _protrusion(points: np.ndarray, owners: np.ndarray, direction: np.ndarray, depth: float) -> np.ndarray:
+        """The points (Q, 3) of the geoms reaching within `depth` (m) of the furthest of `points` (P, 3) along
+        `direction` (3,); owners (P,) is each point's geom."""
+        reach = points @ direction
+        return points[np.isin(owners, owners[reach >= reach.max() - depth])]
 
     def _level_yaw(self, approach: np.ndarray) -> float:
         """Yaw (rad) that points a level hand (HAND_LEVEL_FINGERS_VERTICAL) along the horizontal world direction
@@ -647,14 +1015,29 @@ class ScriptedExpert:
                 return
             yield replace(waypoint, max_steps=1)
 
-    def _leave_level_hand(self, away: np.ndarray, yaw: float, hand: Rotation) -> Generator[Waypoint, None, None]:
-        """Let go, move BACK_OFF_DISTANCE along the horizontal `away` (3,), rise, and point the hand down again."""
+    def _stalled(self, joint: FixtureJoint, done: Callable[[], bool]) -> Callable[[], bool]:
+        """`done`, extended to a test that is also true once the joint has moved less than STALL_MOTION over the
+        last STALL_STEPS calls (a push blocked by the arm touching the furniture)."""
+        history: list[float] = []
+
+        def finished() -> bool:
+            history.append(self._qpos(joint))
+            return done() or (len(history) > STALL_STEPS
+                              and abs(history[-1] - history[-1 - STALL_STEPS]) < STALL_MOTION)
+        return finished
+
+    def _leave_level_hand(self, away: np.ndarray, yaw: float, hand: Rotation, release: bool = True
+                          ) -> Generator[Waypoint, None, None]:
+        """Let go (unless not `release`: pushing fingers stay closed, as opening beside a handle would hook them
+        behind it), move BACK_OFF_DISTANCE along the horizontal `away` (3,), rise, and point the hand down again."""
         here = self._obs.eef_pos.copy()
-        yield Waypoint("let go", here, yaw, GRIPPER_OPEN, 1.0, hold_steps=GRIPPER_STEPS, hand=hand)
+        gripper = GRIPPER_OPEN if release else GRIPPER_CLOSED
+        if release:
+            yield Waypoint("let go", here, yaw, GRIPPER_OPEN, 1.0, hold_steps=GRIPPER_STEPS, hand=hand)
         backed = here + away * BACK_OFF_DISTANCE
-        yield Waypoint("back off", backed, yaw, GRIPPER_OPEN, 0.015, hand=hand, max_steps=40)
-        yield Waypoint("rise", backed + [0, 0, 0.08], yaw, GRIPPER_OPEN, 0.02, hand=hand, max_steps=40)
-        yield Waypoint("point down", backed + [0, 0, 0.08], 0.0, GRIPPER_OPEN, 0.03, max_steps=40)
+        yield Waypoint("back off", backed, yaw, gripper, 0.015, hand=hand, max_steps=40)
+        yield Waypoint("rise", backed + [0, 0, 0.08], yaw, gripper, 0.02, hand=hand, max_steps=40)
+        yield Waypoint("point down", backed + [0, 0, 0.08], 0.0, gripper, 0.03, max_steps=40)
 
     def _pull_drawer(self, joint: FixtureJoint, goal: float, done: Callable[[], bool]
                      ) -> Generator[Waypoint, None, None]:
@@ -676,6 +1059,74 @@ class ScriptedExpert:
             done,
         )
         yield from self._leave_level_hand(outward, yaw, hand)
+
+    def _drawer_face(self, joint: FixtureJoint, outward: np.ndarray) -> np.ndarray:
+        """The middle (3,) of the widest stretch of a drawer's front panel beside its handle, at the panel's mid
+        height, on its outer face (world, m); `outward` (3,) is the direction the drawer opens in."""
+        points, owners = self._body_points(joint.body)
+        reach = points @ outward
+        handle = np.isin(owners, owners[reach >= reach.max() - HANDLE_DEPTH])
+        panel = points[~handle & (reach >= reach[~handle].max() - BAR_DEPTH)]
+        side = np.cross([0.0, 0.0, 1.0], outward)
+        panel_side, handle_side = panel @ side, points[handle] @ side
+        gaps = [(handle_side.min() - panel_side.min(), (panel_side.min() + handle_side.min()) / 2),
+                (panel_side.max() - handle_side.max(), (panel_side.max() + handle_side.max()) / 2)]
+        face = panel.mean(0) + side * (max(gaps)[1] - panel.mean(0) @ side)
+        face[2] = (panel[:, 2].min() + panel[:, 2].max()) / 2
+        return face
+
+    def _push_drawer(self, joint: FixtureJoint, goal: float, done: Callable[[], bool]
+                     ) -> Generator[Waypoint, None, None]:
+        """Press the closed fingertips against a drawer's front panel beside its handle (fingertips slide over a
+        round bar; the flat panel holds them) and push it along the slide.
+
+        First with the hand pointing down, its fingers side by side across the push, for as far as the hand's
+        body stays clear of what hangs over the line of the push (the drawer above and its handle); then the rest
+        of the way with the hand level, pointing along the push, only ~6 cm tall, below the drawer above. The level
+        hand only comes in once the drawer is mostly in: its wrist and forearm reach ~30 cm behind it, where
+        furniture beside the cabinet may stand.
+        """
+        motion = joint.axis * np.sign(goal - self._qpos(joint))
+        ignore = np.concatenate([geometry.body_subtree(self._model, joint.body), self._robot_bodies()])
+        face = self._drawer_face(joint, -motion)
+        start = face - motion * (FINGER_HALF_WIDTH + PUSH_GAP)
+        # The finger axis across the push; of the two such yaws, the one the wrist is nearer.
+        current_yaw = self._current_yaw(self._obs)
+        yaw = current_yaw + _wrap_half_turn(np.arctan2(motion[1], motion[0]) - current_yaw)
+        travel = abs(goal - self._qpos(joint)) + PUSH_GAP
+        clear = [s for s in np.arange(0.0, travel, 0.01)
+                 if self._hand_obstacle((start + motion * s)[:2], yaw, ignore) <= start[2] + HAND_BOTTOM]
+        down_travel = clear[-1] if clear and clear[0] == 0.0 else 0.0
+        if down_travel > 0:
+            above = np.array([*start[:2], max(self._obs.eef_pos[2], start[2] + APPROACH_HEIGHT)])
+            yield Waypoint("above panel", above, yaw, GRIPPER_CLOSED, 0.015)
+            yield Waypoint("down to panel", start, yaw, GRIPPER_CLOSED, 0.008, max_speed=0.6)
+            yield from self._until(Waypoint("push", start + motion * down_travel, yaw, GRIPPER_CLOSED, 0.0,
+                                            max_speed=0.5, max_steps=ARTICULATION_STEPS // 2),
+                                   self._stalled(joint, done))
+            here = self._obs.eef_pos
+            yield Waypoint("back off", here - motion * PUSH_GAP, yaw, GRIPPER_CLOSED, 0.01, max_steps=30)
+        if done():
+            return
+        face = self._drawer_face(joint, -motion)
+        start = face - motion * (PUSH_GAP + FINGERTIP_REACH)
+        down = Rotation.from_euler("z", self._current_yaw(self._obs)) * DOWN_ORIENTATION
+        yaw = self._level_yaw(motion)
+        # Of the two level hands with the fingers side by side (a half turn apart about the pointing axis), the one
+        # the wrist reaches by pitching up from where it is rather than also rolling half a turn (into a joint limit).
+        hand = min((HAND_LEVEL_FINGERS_SIDE_BY_SIDE, HAND_LEVEL_FINGERS_SIDE_BY_SIDE * HALF_TURN_ABOUT_APPROACH),
+                   key=lambda hand: (down.inv() * Rotation.from_euler("z", yaw) * hand).magnitude())
+        above = np.array([*start[:2], max(self._obs.eef_pos[2], start[2] + APPROACH_HEIGHT)])
+        yield Waypoint("turn level", above, yaw, GRIPPER_CLOSED, 0.02, hand=hand)
+        # The level arm, stretched under the drawer above, may settle a centimetre off its target: close enough.
+        yield Waypoint("down to panel", start, yaw, GRIPPER_CLOSED, 0.015, max_speed=0.6, max_steps=40, hand=hand)
+        # Aimed past the goal: the proportional controller stalls ~1 cm short of its target against the drawer.
+        pushed = start + motion * (abs(goal - self._qpos(joint)) + PUSH_GAP + PUSH_PAST)
+        yield from self._until(
+            Waypoint("push", pushed, yaw, GRIPPER_CLOSED, 0.0, max_speed=0.5, max_steps=ARTICULATION_STEPS, hand=hand),
+            self._stalled(joint, done),
+        )
+        yield from self._leave_level_hand(-motion, yaw, hand, release=False)
 
     def _swing_door(self, joint: FixtureJoint, goal: float, done: Callable[[], bool]
                     ) -> Generator[Waypoint, None, None]:
