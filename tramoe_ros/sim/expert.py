@@ -365,29 +365,33 @@ class ScriptedExpert:
     def _robot_bodies(self) -> np.ndarray:
         return geometry.robot_bodies(self._model)
 
-    def _surface_height(self, xy_points: np.ndarray, ignore_bodies: np.ndarray) -> float:
-        """Highest colliding surface under any of `xy_points` (K, 2), ignoring `ignore_bodies` (m).
+    def _ray_distance(self, start: np.ndarray, direction: np.ndarray, ignore_bodies: np.ndarray) -> float:
+        """Distance (m) from `start` (3,) along the unit `direction` (3,) to the first colliding geom not in
+        `ignore_bodies`; inf when the ray hits none.
 
         Colliding geoms are those with a nonzero contype or conaffinity (the floor plane is one, whatever its group).
+        Rays pass through visual-only geoms and ignored bodies by restarting just beyond each such hit.
         """
         model, data = self._model, self._data
         hit_geom = np.zeros(1, dtype=np.int32)
+        travelled = 0.0
+        for _ in range(100):
+            distance = mujoco.mj_ray(model, data, start + travelled * direction, direction, None, 1, -1, hit_geom)
+            if distance < 0:
+                break
+            geom = hit_geom[0]
+            travelled += distance
+            colliding = model.geom_contype[geom] != 0 or model.geom_conaffinity[geom] != 0
+            if colliding and model.geom_bodyid[geom] not in ignore_bodies:
+                return travelled
+            travelled += 1e-4
+        return np.inf
+
+    def _surface_height(self, xy_points: np.ndarray, ignore_bodies: np.ndarray) -> float:
+        """Highest colliding surface under any of `xy_points` (K, 2), ignoring `ignore_bodies` (m)."""
         down = np.array([0.0, 0.0, -1.0])
-        highest = -np.inf
-        for x, y in xy_points:
-            start = np.array([x, y, RAY_START_HEIGHT])
-            # Rays pass through visual-only geoms and ignored bodies by restarting just below each such hit.
-            for _ in range(100):
-                distance = mujoco.mj_ray(model, data, start, down, None, 1, -1, hit_geom)
-                if distance < 0:
-                    break
-                hit = start + distance * down
-                geom = hit_geom[0]
-                colliding = model.geom_contype[geom] != 0 or model.geom_conaffinity[geom] != 0
-                if colliding and model.geom_bodyid[geom] not in ignore_bodies:
-                    highest = max(highest, hit[2])
-                    break
-                start = hit + 1e-4 * down
+        highest = max(RAY_START_HEIGHT - self._ray_distance(np.array([x, y, RAY_START_HEIGHT]), down, ignore_bodies)
+                      for x, y in xy_points)
         if not np.isfinite(highest):
             raise ExpertFailed(f"no support surface found under {xy_points.tolist()}")
         return float(highest)
@@ -615,23 +619,9 @@ class ScriptedExpert:
     def _ceiling_height(self, xy_points: np.ndarray, from_z: float, ignore_bodies: np.ndarray) -> float:
         """Lowest colliding surface above height `from_z` over any of `xy_points` (K, 2), ignoring `ignore_bodies`
         (m; inf when open to the sky). A point inside a geom (a wall) sees the geom's top."""
-        model, data = self._model, self._data
-        hit_geom = np.zeros(1, dtype=np.int32)
         up = np.array([0.0, 0.0, 1.0])
-        lowest = np.inf
-        for x, y in xy_points:
-            start = np.array([x, y, from_z])
-            for _ in range(100):
-                distance = mujoco.mj_ray(model, data, start, up, None, 1, -1, hit_geom)
-                if distance < 0:
-                    break
-                geom = hit_geom[0]
-                colliding = model.geom_contype[geom] != 0 or model.geom_conaffinity[geom] != 0
-                if colliding and model.geom_bodyid[geom] not in ignore_bodies:
-                    lowest = min(lowest, from_z + distance)
-                    break
-                start = start + (distance + 1e-4) * up
-        return float(lowest)
+        return float(min(from_z + self._ray_distance(np.array([x, y, from_z]), up, ignore_bodies)
+                         for x, y in xy_points))
 
     def _tuck_xy(self, name: str, target: str | np.ndarray, target_xy: np.ndarray, lowered_xy: np.ndarray,
                  support: float, height: float, ignore: np.ndarray) -> np.ndarray:
