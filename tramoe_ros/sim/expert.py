@@ -27,12 +27,13 @@ impedance controller realises about a quarter of it (steady state ~1.25 cm per s
 
 Geometry comes from the collision geoms (group 0; boxes in LIBERO): an object's extent is the hull of its geoms'
 corners, grasps close across the object's narrowest horizontal direction at the grasp height, objects too wide for
-the gripper (bowls) are grasped by the rim, and support heights (table, basket floor, plate) come from ray casts
-down through the collision geoms; a drawer's handle bar is the part of the drawer reaching furthest out.
+the gripper are grasped by the rim when hollow (bowls, mugs) or by a narrow protrusion when solid (a moka pot's
+handle), and support heights (table, basket floor, plate) come from ray casts down through the collision geoms; a
+drawer's handle bar is the part of the drawer reaching furthest out.
 
-Not covered (`ExpertUnsupported` at construction or `ExpertFailed` during the episode): opening doors, placing
-through a side opening (into a microwave: libero_10 9), books into caddy compartments or onto shelves, handle
-grasps (frying pans, moka pots).
+Not covered (`ExpertUnsupported` at construction or `ExpertFailed` during the episode): opening doors and placing
+through a side opening (into a microwave: libero_10 9). libero_90's other scenes (books onto shelves, frying pans)
+were last surveyed before the handle grasp and the pushes.
 """
 from __future__ import annotations
 
@@ -507,7 +508,7 @@ class ScriptedExpert:
         best_reach, best = -np.inf, None
         for angle in np.deg2rad(np.arange(0.0, 360.0, 15.0)):
             direction = np.array([np.cos(angle), np.sin(angle), 0.0])
-            handle = self._protrusion(points, owners, direction, HANDLE_REACH)
+            handle = points[self._protrusion(points, owners, direction, HANDLE_REACH)]
             handle_xy, yaw, width = _narrowest_pinch(handle[:, :2], current_yaw)
             # The handle sticks out furthest along its own direction; a side of the body is never narrow.
             reach = (points[:, :2] - center_xy) @ direction[:2]
@@ -921,12 +922,10 @@ class ScriptedExpert:
         footprint = self._footprint_radius(name) + CLEAR_MARGIN
         # Other objects are found by their hulls: rays (mj_ray) skip fully transparent collision geoms.
         others = [self._object_points(other)[:, :2] for other in self.env.robosuite_env.objects_dict if other != name]
-        margin = CLEAR_MARGIN
         for offset in offsets:
             moved = points[:, :2] + offset
-            if in_the_way(moved) or any(
-                self._footprints_overlap(moved, other.min(0) - margin, other.max(0) + margin) for other in others
-            ):
+            if in_the_way(moved) or any(self._footprints_overlap(moved, other.min(0) - CLEAR_MARGIN,
+                                                                 other.max(0) + CLEAR_MARGIN) for other in others):
                 continue
             if self._column_top(body_xy + offset, footprint, ignore) <= support + FREE_SURFACE_TOLERANCE:
                 yield from self._pick_and_place(name, body_xy + offset)
@@ -981,17 +980,18 @@ class ScriptedExpert:
 
     def _handle_bar(self, joint: FixtureJoint, outward: np.ndarray) -> np.ndarray:
         """The centre (3,) of a drawer's handle bar (world, m); `outward` (3,) is the direction the drawer opens in."""
-        handle = self._protrusion(*self._body_points(joint.body), outward, HANDLE_DEPTH)
+        points, owners = self._body_points(joint.body)
+        handle = points[self._protrusion(points, owners, outward, HANDLE_DEPTH)]
         reach = handle @ outward
         bar = handle[reach >= reach.max() - BAR_DEPTH]
         return (bar.min(0) + bar.max(0)) / 2
 
     @staticmethod
     def _protrusion(points: np.ndarray, owners: np.ndarray, direction: np.ndarray, depth: float) -> np.ndarray:
-        """The points (Q, 3) of the geoms reaching within `depth` (m) of the furthest of `points` (P, 3) along
-        `direction` (3,); owners (P,) is each point's geom."""
+        """Which of `points` (P, 3) belong to the geoms reaching within `depth` (m) of the furthest of them along
+        `direction` (3,): a (P,) mask; owners (P,) is each point's geom."""
         reach = points @ direction
-        return points[np.isin(owners, owners[reach >= reach.max() - depth])]
+        return np.isin(owners, owners[reach >= reach.max() - depth])
 
     def _level_yaw(self, approach: np.ndarray) -> float:
         """Yaw (rad) that points a level hand (HAND_LEVEL_FINGERS_VERTICAL) along the horizontal world direction
@@ -1055,7 +1055,7 @@ class ScriptedExpert:
         height, on its outer face (world, m); `outward` (3,) is the direction the drawer opens in."""
         points, owners = self._body_points(joint.body)
         reach = points @ outward
-        handle = np.isin(owners, owners[reach >= reach.max() - HANDLE_DEPTH])
+        handle = self._protrusion(points, owners, outward, HANDLE_DEPTH)
         panel = points[~handle & (reach >= reach[~handle].max() - BAR_DEPTH)]
         side = np.cross([0.0, 0.0, 1.0], outward)
         panel_side, handle_side = panel @ side, points[handle] @ side
