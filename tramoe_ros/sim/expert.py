@@ -6,8 +6,9 @@ through in turn (drawers opened first, doors closed after the objects are in, kn
 holds is skipped):
 
 - ``In`` / ``On``: a pick-and-place: approach above the object, descend, close, lift, carry above the target, lower,
-  open, retreat. A target inside a closed drawer gets the drawer opened first (an object that drawer would reach
-  over is first moved out of its way); an object lowered in front of an overhang (the handle of the drawer above an
+  open, retreat. A target inside a drawer gets the drawer pulled out to its limit first, by its handle while it is
+  closed and from inside for the rest (an object that drawer would reach over is first moved out of its way); an
+  object lowered in front of an overhang (the handle of the drawer above an
   open drawer) is slid under it before it is let go. An object too wide to pinch and too flat for a rim grasp (a
   plate) is pushed to a region of the surface it stands on instead, objects in its way moved first.
 - ``Open`` (drawers): the hand turns level, pinches the handle bar from the front and pulls along the slide joint.
@@ -150,10 +151,14 @@ JOINT_CHECKS = {"open": "is_open", "close": "is_close", "turnon": "turn_on", "tu
 SLIDE_MARGIN = 0.02
 HINGE_MARGIN = 0.3
 LIMIT_OVERSHOOT = 0.25
+# A drawer that objects go into is pulled out to within this of its limit (m).
+FULLY_OPEN_TOLERANCE = 0.005
 # A drawer handle: the parts of the drawer reaching within HANDLE_DEPTH of its front; the bar is the part within
 # BAR_DEPTH of the front (m).
 HANDLE_DEPTH = 0.025
 BAR_DEPTH = 0.01
+# A drawer's front panel is thinner than this along the slide (m).
+PANEL_DEPTH = 0.03
 # The pads sit this far behind the end-effector point along the approach axis (m): the point goes this deep past a
 # handle bar's centre.
 PAD_INSET = 0.004
@@ -818,10 +823,8 @@ class ScriptedExpert:
             return
         target = predicate[2]
         if target in self.env.robosuite_env.object_sites_dict and self._fixture_joints(target)[1]:
-            # A drawer's region: objects go in through the open drawer.
-            if not self._holds(("open", target)):
-                yield from self._clear_drawer_reach(predicate[1], target)
-                yield from self._articulate("open", target)
+            # A drawer's region: objects go in through the drawer, opened as far as it goes.
+            yield from self._open_drawer_fully(predicate[1], target)
         if self._slides_to(predicate[1], target):
             yield from self._push_to_region(predicate[1], target)
         else:
@@ -892,12 +895,41 @@ class ScriptedExpert:
         # Straight up: backing off along the support would drag the object back.
         yield Waypoint("rise", np.array([*self._obs.eef_pos[:2], travel_z]), yaw, GRIPPER_CLOSED, 0.02, max_steps=40)
 
-    def _clear_drawer_reach(self, name: str, region: str) -> Generator[Waypoint, None, None]:
-        """Move object `name` away from under where the drawer of `region` will reach once opened (the drawer
-        would then hang over it, in the way of the hand grasping it from above), CLEAR_MARGIN clear of it."""
+    def _open_drawer_fully(self, name: str, region: str) -> Generator[Waypoint, None, None]:
+        """Pull the drawer of `region` out to its limit, first moving object `name` from where it will reach: by
+        its handle while it is closed, then from inside (`_hook_drawer_out`) for what is left.
+
+        LIBERO counts a drawer open a few centimetres short of its limit, and a drawer opened only that far leaves
+        a gap under the drawer above narrower than a bowl (9.6 cm against 10.7 cm in KITCHEN_SCENE4): the bowl
+        lowered into it catches on both fronts, lands tilted and then jams the drawer as it closes.
+        """
         judge, joint_names = self._fixture_joints(region)
         joint = self._joint(joint_names[0])
-        _, goal = self._joint_goal(joint, judge.is_open)
+        if joint.hinge:
+            if not self._holds(("open", region)):
+                yield from self._articulate("open", region)
+            return
+        limit = joint.low if judge.is_open(joint.low) else joint.high
+        if abs(self._qpos(joint) - limit) <= FULLY_OPEN_TOLERANCE:
+            return
+        yield from self._clear_drawer_reach(name, region, limit)
+        yield from self._settle()
+        # Aimed past the limit, as a push is past its goal: the controller stalls short of its target.
+        aim = limit + np.sign(limit - self._qpos(joint)) * LIMIT_OVERSHOOT * SLIDE_MARGIN
+
+        def at_limit() -> bool:
+            return abs(self._qpos(joint) - limit) <= FULLY_OPEN_TOLERANCE / 2
+        if not judge.is_open(self._qpos(joint)):
+            yield from self._pull_drawer(joint, aim, self._stalled(joint, at_limit))
+        if not at_limit() and judge.is_open(self._qpos(joint)):
+            yield from self._hook_drawer_out(joint, aim, at_limit)
+
+    def _clear_drawer_reach(self, name: str, region: str, goal: float) -> Generator[Waypoint, None, None]:
+        """Move object `name` away from under where the drawer of `region` will reach once opened to joint
+        position `goal` (the drawer would then hang over it, in the way of the hand grasping it from above),
+        CLEAR_MARGIN clear of it."""
+        _, joint_names = self._fixture_joints(region)
+        joint = self._joint(joint_names[0])
         drawer, _ = self._body_points(joint.body)
         opened = drawer + joint.axis * (goal - self._qpos(joint))
         low, high = opened[:, :2].min(0) - CLEAR_MARGIN, opened[:, :2].max(0) + CLEAR_MARGIN
@@ -1065,6 +1097,48 @@ class ScriptedExpert:
         face[2] = (panel[:, 2].min() + panel[:, 2].max()) / 2
         return face
 
+    def _press_panel(self, joint: FixtureJoint, start: np.ndarray, travel: np.ndarray, yaw: float,
+                     done: Callable[[], bool]) -> Generator[Waypoint, None, None]:
+        """With the hand pointing down and the fingers closed, go down to `start` (3,) beside a drawer's panel,
+        press it along `travel` (3,, m) until `done()` or the joint stalls, and back off from it."""
+        above = np.array([*start[:2], max(self._obs.eef_pos[2], start[2] + APPROACH_HEIGHT)])
+        yield Waypoint("above panel", above, yaw, GRIPPER_CLOSED, 0.015)
+        yield Waypoint("down to panel", start, yaw, GRIPPER_CLOSED, 0.008, max_speed=0.6)
+        yield from self._until(Waypoint("push", start + travel, yaw, GRIPPER_CLOSED, 0.0, max_speed=0.5,
+                                        max_steps=ARTICULATION_STEPS // 2), self._stalled(joint, done))
+        here = self._obs.eef_pos
+        yield Waypoint("back off", here - travel / np.linalg.norm(travel) * PUSH_GAP, yaw, GRIPPER_CLOSED, 0.01,
+                       max_steps=30)
+
+    def _hook_drawer_out(self, joint: FixtureJoint, goal: float, done: Callable[[], bool]
+                         ) -> Generator[Waypoint, None, None]:
+        """Pull an open drawer further out from inside it, towards joint position `goal`, until `done()` or the
+        drawer stalls: the closed fingertips, pointing down, go in just behind its front panel and press the
+        panel's inner face outward, then rise clear of the panel.
+
+        A drawer near the floor of its cabinet, already open, is out of the level hand's reach (its wrist would
+        meet the table), but open from above.
+        """
+        outward = joint.axis * np.sign(goal - self._qpos(joint))
+        points, owners = self._body_points(joint.body)
+        reach = points @ outward
+        handle = self._protrusion(points, owners, outward, HANDLE_DEPTH)
+        front = reach[~handle].max()
+        # The front panel: the geoms at the front, thin along the slide (the sides and the floor run its length).
+        panel_geoms = [g for g in np.unique(owners[~handle])
+                       if reach[owners == g].max() >= front - BAR_DEPTH and np.ptp(reach[owners == g]) < PANEL_DEPTH]
+        panel = points[np.isin(owners, panel_geoms)]
+        inner = panel[(panel @ outward).argmin()]
+        side = np.cross([0.0, 0.0, 1.0], outward)
+        start = inner - outward * (FINGER_HALF_WIDTH + PUSH_GAP) + side * ((panel.mean(0) - inner) @ side)
+        start[2] = (panel[:, 2].min() + panel[:, 2].max()) / 2
+        current_yaw = self._current_yaw(self._obs)
+        yaw = current_yaw + _wrap_half_turn(np.arctan2(outward[1], outward[0]) - current_yaw)
+        yield from self._press_panel(joint, start, outward * (abs(goal - self._qpos(joint)) + PUSH_GAP), yaw, done)
+        here = self._obs.eef_pos
+        yield Waypoint("rise", np.array([*here[:2], panel[:, 2].max() + APPROACH_HEIGHT]), yaw, GRIPPER_CLOSED,
+                       0.015, max_steps=40)
+
     def _push_drawer(self, joint: FixtureJoint, goal: float, done: Callable[[], bool]
                      ) -> Generator[Waypoint, None, None]:
         """Press the closed fingertips against a drawer's front panel beside its handle (fingertips slide over a
@@ -1088,14 +1162,7 @@ class ScriptedExpert:
                  if self._hand_obstacle((start + motion * s)[:2], yaw, ignore) <= start[2] + HAND_BOTTOM]
         down_travel = clear[-1] if clear and clear[0] == 0.0 else 0.0
         if down_travel > 0:
-            above = np.array([*start[:2], max(self._obs.eef_pos[2], start[2] + APPROACH_HEIGHT)])
-            yield Waypoint("above panel", above, yaw, GRIPPER_CLOSED, 0.015)
-            yield Waypoint("down to panel", start, yaw, GRIPPER_CLOSED, 0.008, max_speed=0.6)
-            yield from self._until(Waypoint("push", start + motion * down_travel, yaw, GRIPPER_CLOSED, 0.0,
-                                            max_speed=0.5, max_steps=ARTICULATION_STEPS // 2),
-                                   self._stalled(joint, done))
-            here = self._obs.eef_pos
-            yield Waypoint("back off", here - motion * PUSH_GAP, yaw, GRIPPER_CLOSED, 0.01, max_steps=30)
+            yield from self._press_panel(joint, start, motion * down_travel, yaw, done)
         if done():
             return
         face = self._drawer_face(joint, -motion)
