@@ -6,6 +6,10 @@ policy use. Rendering is most of the step cost on a CPU (llvmpipe), so only the 
 rendered, multisample anti-aliasing is off unless asked for, reflections can be switched off, and the visual meshes
 can be simplified (`max_visual_faces`).
 
+An episode is a function of its initial state's index: the reset that comes before the state is set also places
+the fixtures (cabinets, stoves), which the state cannot hold, and it places them from a generator seeded by the
+index (`_placed_reset`), not from whatever episodes ran before (LIBERO's own evaluation does the latter).
+
 Headless rendering uses EGL: ``MUJOCO_GL=egl`` is set (unless already set) before robosuite is first imported.
 """
 from __future__ import annotations
@@ -116,7 +120,8 @@ class LiberoEnv:
             num_fixed_init_states ..), drawn from the task's BDDL placement regions as LIBERO drew its fixed ones
             (the env's own reset sampler), reproducibly from `init_state_seed`. More varied demonstrations than the
             50 fixed states, without touching the fixed states evaluation uses.
-        init_state_seed: seed of the sampled initial states (one stream per task index).
+        init_state_seed: seed of the sampled initial states and of where each initial state's fixtures stand
+            (`_placed_reset`).
         max_visual_faces: simplify every visual-only mesh (one no geom collides with) of more than this many
             triangles to at most this many (`visual_lod.simplify_visual_meshes`, ~2-3 s when the env is made);
             None (the default) keeps LIBERO's meshes. A llvmpipe frame costs time in proportion to its triangles
@@ -211,22 +216,31 @@ class LiberoEnv:
         self._configure_renderer()
         self._simplify_visual_meshes()
         self._apply_render_flags()
-        self._init_states += self._sample_init_states(sampled_init_states, init_state_seed)
+        self._init_state_seed = init_state_seed
+        self._init_states += self._sample_init_states(sampled_init_states)
 
-    def _sample_init_states(self, count: int, seed: int) -> list[np.ndarray]:
+    def _sample_init_states(self, count: int) -> list[np.ndarray]:
         """`count` flattened MuJoCo states from the env's reset sampler (object placements in the BDDL regions,
-        robot joint noise), the way LIBERO made its fixed initial states. The samplers draw from numpy's global
-        generator, which is seeded here per (seed, task) and restored afterwards."""
-        if count == 0:
-            return []
+        robot joint noise), the way LIBERO made its fixed initial states; state i from `_placed_reset(i)`."""
+        states = []
+        for index in range(self.num_fixed_init_states, self.num_fixed_init_states + count):
+            self._placed_reset(index)
+            states.append(self._env.get_sim_state().copy())
+        return states
+
+    def _placed_reset(self, init_state_index: int) -> None:
+        """The env's reset, its placement samplers drawing from numpy's global generator seeded by (init_state_seed,
+        task, `init_state_index`) and restored afterwards.
+
+        The reset also places the fixtures (a cabinet, a stove), which an initial state cannot restore: it holds
+        joint positions, and a fixture has none. Drawn from the generator's running state, they stood up to 1.5 cm
+        elsewhere in each episode of the same initial state, depending on the episodes before it. Seeded by the
+        index, they stand in the same place every time, and where they stood when a sampled state was drawn.
+        """
         saved = np.random.get_state()
-        np.random.seed([seed, self.task_index])
+        np.random.seed([self._init_state_seed, self.task_index, init_state_index])
         try:
-            states = []
-            for _ in range(count):
-                self._env.reset()
-                states.append(self._env.get_sim_state().copy())
-            return states
+            self._env.reset()
         finally:
             np.random.set_state(saved)
 
@@ -328,7 +342,7 @@ class LiberoEnv:
                 f"{self.num_init_states} (0..{self.num_init_states - 1})"
             )
         self.make_render_current()
-        self._env.reset()
+        self._placed_reset(init_state_index)
         # A soft reset keeps the gripper model, whose command integrates over steps; a fresh model starts at 0.
         for robot in self.robosuite_env.robots:
             robot.gripper.current_action = np.zeros(robot.gripper.dof)
