@@ -847,8 +847,9 @@ class ScriptedExpert:
         """Push object `name` along its support until its body origin (what LIBERO's On tests) reaches the middle
         of `region`: the closed fingertips, pointing down with the fingers side by side across the push, are set
         down just above the support and pushed in a straight line, re-aimed every step from where the object is
-        (it turns and drifts as it slides). A hollow object (a plate) is pushed from inside by its far wall (the
-        hand then stands over it, clear of what stands behind it, such as a cabinet), a solid one from behind."""
+        (it turns and drifts as it slides). A hollow object (a plate) is pushed from inside against the wall ahead
+        (the hand then stands over it, clear of what stands behind it, such as a cabinet; set down further back, it
+        slid across the floor first and rode up over that wall in half the episodes), a solid one from behind."""
         body = self.env.robosuite_env.obj_body_id[name]
         target, _ = self._region_box(region)
         # Objects standing in the band the pushed object sweeps would be pushed along and stall it: moved first.
@@ -868,12 +869,13 @@ class ScriptedExpert:
         bottom, height = points[:, 2].min(), np.ptp(points[:, 2])
         floor = self._surface_height(start_xy[None], others)
         if floor < bottom + HOLLOW_DEPTH * height:
-            # The hollow reaches back from the origin as far as the surface stays low (a plate's thick rim is high).
-            behind = np.arange(0.0, back, 0.002)
-            low = [self._surface_height((start_xy - motion * distance)[None], self._robot_bodies())
-                   < bottom + HOLLOW_DEPTH * height for distance in behind]
-            hollow_back = behind[np.argmin(low)] if not all(low) else back
-            stand = start_xy - motion * max(0.0, hollow_back - FINGER_HALF_WIDTH - PUSH_GAP)
+            # The hollow reaches ahead of the origin as far as the surface stays low (a plate's thick rim is high).
+            front = ((points[:, :2] - start_xy) @ motion).max()  # how far the object reaches ahead of its origin
+            ahead = np.arange(0.0, front, 0.002)
+            low = [self._surface_height((start_xy + motion * distance)[None], self._robot_bodies())
+                   < bottom + HOLLOW_DEPTH * height for distance in ahead]
+            hollow_front = ahead[np.argmin(low)] if not all(low) else front
+            stand = start_xy + motion * max(0.0, hollow_front - FINGER_HALF_WIDTH - PUSH_GAP)
         else:
             stand = start_xy - motion * (back + FINGER_HALF_WIDTH + PUSH_GAP)
             floor = self._surface_height(self._disc(start_xy, self._footprint_radius(name)), ignore)
