@@ -881,8 +881,7 @@ class ScriptedExpert:
             floor = self._surface_height(self._disc(start_xy, self._footprint_radius(name)), ignore)
         push_z = floor + PUSH_HEIGHT + drop
         start = np.array([*stand, push_z])
-        yaw = self._current_yaw(self._obs)
-        yaw += _wrap_half_turn(np.arctan2(motion[1], motion[0]) - yaw)
+        yaw = self._yaw_across(motion)
         path_top = self._path_clearance(self._obs.eef_pos[:2], start[:2], 0.05, ignore)
         travel_z = max(push_z + APPROACH_HEIGHT, path_top + drop + CARRY_CLEARANCE, self._obs.eef_pos[2])
         yield Waypoint("above push", np.array([*start[:2], travel_z]), yaw, GRIPPER_CLOSED, 0.015)
@@ -914,7 +913,7 @@ class ScriptedExpert:
         limit = joint.low if judge.is_open(joint.low) else joint.high
         if abs(self._qpos(joint) - limit) <= FULLY_OPEN_TOLERANCE:
             return
-        yield from self._clear_drawer_reach(name, region, limit)
+        yield from self._clear_drawer_reach(name, joint, limit)
         yield from self._settle()
         # Aimed past the limit, as a push is past its goal: the controller stalls short of its target.
         aim = limit + np.sign(limit - self._qpos(joint)) * LIMIT_OVERSHOOT * SLIDE_MARGIN
@@ -926,12 +925,10 @@ class ScriptedExpert:
         if not at_limit() and judge.is_open(self._qpos(joint)):
             yield from self._hook_drawer_out(joint, aim, at_limit)
 
-    def _clear_drawer_reach(self, name: str, region: str, goal: float) -> Generator[Waypoint, None, None]:
-        """Move object `name` away from under where the drawer of `region` will reach once opened to joint
+    def _clear_drawer_reach(self, name: str, joint: FixtureJoint, goal: float) -> Generator[Waypoint, None, None]:
+        """Move object `name` away from under where the drawer on slide `joint` will reach once opened to joint
         position `goal` (the drawer would then hang over it, in the way of the hand grasping it from above),
         CLEAR_MARGIN clear of it."""
-        _, joint_names = self._fixture_joints(region)
-        joint = self._joint(joint_names[0])
         drawer, _ = self._body_points(joint.body)
         opened = drawer + joint.axis * (goal - self._qpos(joint))
         low, high = opened[:, :2].min(0) - CLEAR_MARGIN, opened[:, :2].max(0) + CLEAR_MARGIN
@@ -1026,6 +1023,12 @@ class ScriptedExpert:
         `direction` (3,): a (P,) mask; owners (P,) is each point's geom."""
         reach = points @ direction
         return np.isin(owners, owners[reach >= reach.max() - depth])
+
+    def _yaw_across(self, direction: np.ndarray) -> float:
+        """Yaw (rad) that sets the pointing-down hand's finger axis across the horizontal `direction` (3,), the
+        fingers side by side along a push that way: of the two such yaws, the one the wrist is nearer."""
+        current_yaw = self._current_yaw(self._obs)
+        return current_yaw + _wrap_half_turn(np.arctan2(direction[1], direction[0]) - current_yaw)
 
     def _level_yaw(self, approach: np.ndarray) -> float:
         """Yaw (rad) that points a level hand (HAND_LEVEL_FINGERS_VERTICAL) along the horizontal world direction
@@ -1134,8 +1137,7 @@ class ScriptedExpert:
         side = np.cross([0.0, 0.0, 1.0], outward)
         start = inner - outward * (FINGER_HALF_WIDTH + PUSH_GAP) + side * ((panel.mean(0) - inner) @ side)
         start[2] = (panel[:, 2].min() + panel[:, 2].max()) / 2
-        current_yaw = self._current_yaw(self._obs)
-        yaw = current_yaw + _wrap_half_turn(np.arctan2(outward[1], outward[0]) - current_yaw)
+        yaw = self._yaw_across(outward)
         yield from self._press_panel(joint, start, outward * (abs(goal - self._qpos(joint)) + PUSH_GAP), yaw, done)
         here = self._obs.eef_pos
         yield Waypoint("rise", np.array([*here[:2], panel[:, 2].max() + APPROACH_HEIGHT]), yaw, GRIPPER_CLOSED,
@@ -1156,9 +1158,7 @@ class ScriptedExpert:
         ignore = np.concatenate([geometry.body_subtree(self._model, joint.body), self._robot_bodies()])
         face = self._drawer_face(joint, -motion)
         start = face - motion * (FINGER_HALF_WIDTH + PUSH_GAP)
-        # The finger axis across the push; of the two such yaws, the one the wrist is nearer.
-        current_yaw = self._current_yaw(self._obs)
-        yaw = current_yaw + _wrap_half_turn(np.arctan2(motion[1], motion[0]) - current_yaw)
+        yaw = self._yaw_across(motion)
         travel = abs(goal - self._qpos(joint)) + PUSH_GAP
         clear = [s for s in np.arange(0.0, travel, 0.01)
                  if self._hand_obstacle((start + motion * s)[:2], yaw, ignore) <= start[2] + HAND_BOTTOM]
