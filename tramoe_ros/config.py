@@ -78,11 +78,6 @@ class TrackModelConfig:
     # attention finds the patches under and around the point from the first step; false: the query reaches the
     # tokens only through the linear track embedding, as ATM (and checkpoints made before).
     query_pos_embed: bool = False
-    # A per-point head says whether the point moves at all over the horizon; a point it judges still is predicted
-    # to stay exactly at its query. Trained by MSE alone, a point that may or may not move gets the mean of the
-    # futures the image allows, a fraction of the motion, and a point that stays put drifts. The displacement is
-    # trained as if the gate were right (`track_loss`). Needs `predict_displacement`.
-    motion_gate: bool = False
 
     def __post_init__(self) -> None:
         if self.image_size % self.image_patch:
@@ -96,8 +91,6 @@ class TrackModelConfig:
             raise ConfigError(f"moe_layers {bad} are outside 0..{self.depth - 1}")
         if not 1 <= self.top_k <= self.num_experts:
             raise ConfigError(f"top_k {self.top_k} must be in 1..num_experts ({self.num_experts})")
-        if self.motion_gate and not self.predict_displacement:
-            raise ConfigError("motion_gate gates the predicted displacement: it needs predict_displacement")
 
 
 @dataclass
@@ -108,8 +101,6 @@ class TrackLossConfig:
     image: float = 1.0  # λ_img, MAE patch reconstruction
     load_balance: float = 0.0  # λ_lo-ba (paper Tab. 1b: off)
     z: float = 1e-4  # λ_z (paper Tab. 1a)
-    motion: float = 1.0  # binary cross-entropy of the motion gate (models with `motion_gate` only)
-    still_px: float = 1.0  # a ground-truth point that never leaves this radius (px) of its query does not move
 
 
 @dataclass

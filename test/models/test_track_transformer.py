@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from tramoe_ros.config import ConfigError, GateMode, TrackLossConfig, TrackModelConfig
+from tramoe_ros.config import GateMode, TrackLossConfig, TrackModelConfig
 from tramoe_ros.models.moe import router_z_loss
 from tramoe_ros.models.track_transformer import TrackTransformer, patchify, track_loss
 
@@ -200,42 +200,6 @@ def test_displacement_head_starts_at_nothing_moves_and_learns_motion():
         optimizer.step()
     assert terms["track"] < 0.2 * first
 
-
-
-def test_motion_gate_learns_which_points_move_and_keeps_the_others_exactly_still():
-    """With `motion_gate`, a model trained on scenes where the points left of the middle drift and the others stay
-    put predicts exact stillness (track == query at every step) for the still points it recognises and the drift
-    for the moving ones; plain MSE would give the ambiguous points part of the drift. The gate's BCE is a term of
-    the loss. A gate without displacement prediction is refused."""
-    cfg = small_config(predict_displacement=True, motion_gate=True, image_mask_ratio=0.0)
-    image, queries, language = inputs(cfg, 8)
-    moving = queries[..., 0] < 0.5  # (B, K)
-    drift = torch.linspace(0, 0.2, cfg.horizon)[None, :, None, None] * torch.tensor([1.0, -0.5])
-    still = queries[:, None].expand(-1, cfg.horizon, -1, -1)
-    target = still + drift * moving[:, None, :, None]
-    torch.manual_seed(0)
-    model = TrackTransformer(cfg).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    weights = TrackLossConfig(track=10.0, image=0.0, load_balance=0.0, z=0.0, motion=1.0)
-    history = []
-    for _ in range(60):
-        total, terms = track_loss(model(image, queries, language), target, image, weights)
-        history.append(terms)
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-    assert history[-1]["motion"] < 0.3 * history[0]["motion"]
-    assert history[-1]["total"] == pytest.approx(10.0 * history[-1]["track"] + history[-1]["motion"], rel=1e-5)
-    with torch.no_grad():
-        out = model.eval()(image, queries, language)
-    judged_moving = out.motion_logit > 0
-    assert (judged_moving == moving).float().mean() > 0.9
-    assert torch.equal(out.tracks[~judged_moving[:, None].expand_as(out.tracks[..., 0])],
-                       still[~judged_moving[:, None].expand_as(still[..., 0])])
-    final_error = (out.tracks[:, -1] - target[:, -1]).norm(dim=-1)
-    assert final_error[moving & judged_moving].mean() < 0.25 * drift[0, -1, 0].norm()
-    with pytest.raises(ConfigError, match="predict_displacement"):
-        small_config(motion_gate=True)
 
 def test_query_position_embedding_is_the_image_patch_embedding_at_the_query():
     """With `query_pos_embed`, a query at a patch's centre adds exactly that patch's position embedding to its

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, reduce, repeat
+from einops import rearrange, repeat
 from torch import nn
 
 from tramoe_ros.config import GateMode, TrackLossConfig, TrackModelConfig
@@ -101,8 +101,6 @@ class TrackOutput:
         image_mask: (B, P) bool, True where the input patch was replaced by the mask token; None when not masked
         routing: one RoutingInfo per MoE block, in block order (empty for the dense model)
         moe_layers: the block index of each entry of `routing`
-        motion_logit: (B, K) the motion gate's logit per point, > 0 = moves (models with `motion_gate`, else None)
-        displacement: (B, H, K, 2) the displacement from the query before the gate (with `motion_gate`, else None)
     """
 
     tracks: torch.Tensor
@@ -110,8 +108,6 @@ class TrackOutput:
     image_mask: torch.Tensor | None
     routing: list[RoutingInfo] = field(default_factory=list)
     moe_layers: list[int] = field(default_factory=list)
-    motion_logit: torch.Tensor | None = None
-    displacement: torch.Tensor | None = None
 
     def expert_fractions(self) -> dict[int, torch.Tensor]:
         """Per MoE block index, the fraction of tokens routed (top-1) to each expert: {layer: (N,) detached}."""
@@ -150,7 +146,6 @@ class TrackTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.track_head = nn.Linear(dim, 2 * cfg.track_patch)
         self.image_head = nn.Linear(dim, 3 * cfg.image_patch * cfg.image_patch)
-        self.motion_head = nn.Linear(dim, 1) if cfg.motion_gate else None
         self.apply(_init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
         if cfg.predict_displacement:
@@ -165,7 +160,7 @@ class TrackTransformer(nn.Module):
             language: (B, language_dim) instruction embedding
         Returns:
             TrackOutput with tracks (B, horizon, K, 2), normalised positions (query + predicted displacement when
-            `cfg.predict_displacement`, the displacement zeroed for points the motion gate judges still)
+            `cfg.predict_displacement`)
         """
         batch, num_points = queries.shape[:2]
         track_tokens = self._embed_tracks(queries)
@@ -185,17 +180,11 @@ class TrackTransformer(nn.Module):
         num_track_tokens = track_tokens.shape[1]
         track_out = self.track_head(x[:, :num_track_tokens])
         tracks = rearrange(track_out, "b (t n) (p c) -> b (t p) n c", n=num_points, c=2)
-        motion_logit, displacement = None, None
-        if self.motion_head is not None:
-            per_point = reduce(x[:, :num_track_tokens], "b (t n) d -> b n d", "mean", n=num_points)
-            motion_logit = rearrange(self.motion_head(per_point), "b n 1 -> b n")
-            displacement = tracks
-            tracks = displacement * rearrange(motion_logit > 0, "b n -> b 1 n 1")
         if self.cfg.predict_displacement:
             tracks = tracks + rearrange(queries, "b k c -> b 1 k c")
         image_recon = self.image_head(x[:, num_track_tokens:num_track_tokens + self.num_image_tokens])
         return TrackOutput(tracks=tracks, image_recon=image_recon, image_mask=image_mask, routing=routing,
-                           moe_layers=list(self.moe_layers), motion_logit=motion_logit, displacement=displacement)
+                           moe_layers=list(self.moe_layers))
 
     def _embed_tracks(self, queries: torch.Tensor) -> torch.Tensor:
         """(B, K, 2) -> (B, (H / track_patch) * K, dim) in (t n) order"""
@@ -254,13 +243,9 @@ def _init_weights(module: nn.Module) -> None:
 def track_loss(out: TrackOutput, target_tracks: torch.Tensor, image: torch.Tensor,
                weights: TrackLossConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Paper eq. 9 plus ATM's image reconstruction term:
-    λ_track MSE(tracks) + λ_image MSE(patches) + λ_lb Σ_layers L_lb + λ_z Σ_layers L_z,
-    plus λ_motion BCE(motion gate, moves) for a model with a motion gate.
+    λ_track MSE(tracks) + λ_image MSE(patches) + λ_lb Σ_layers L_lb + λ_z Σ_layers L_z.
 
-    The reconstruction is scored on all patches, masked or not, as ATM does. With a motion gate, a point moves
-    when its target leaves `weights.still_px` of its query (target step 0), and the track MSE scores the
-    displacement gated by that truth rather than by the model's gate: the displacement learns how a point moves
-    given that it does, the gate learns which points do.
+    The reconstruction is scored on all patches, masked or not, as ATM does.
 
     Args:
         out: the model's output for `image`
@@ -268,26 +253,16 @@ def track_loss(out: TrackOutput, target_tracks: torch.Tensor, image: torch.Tenso
         image: (B, 3, H_img, W_img) the input image, 0..255
         weights: the λs
     Returns:
-        total loss (scalar tensor) and the detached terms {"track", "image", "load_balance", "z", "total"} (and
-        "motion" with a motion gate), each unweighted except "total"
+        total loss (scalar tensor) and the detached terms {"track", "image", "load_balance", "z", "total"}, each
+        unweighted except "total"
     """
     patch = round((out.image_recon.shape[-1] / 3) ** 0.5)
-    terms: dict[str, torch.Tensor] = {}
-    if out.motion_logit is None:
-        track_term = F.mse_loss(out.tracks, target_tracks)
-    else:
-        query = target_tracks[:, :1]
-        still_radius = weights.still_px / image.shape[-1]
-        moves = (target_tracks - query).norm(dim=-1).amax(dim=1) > still_radius  # (B, K)
-        track_term = F.mse_loss(query + out.displacement * rearrange(moves, "b k -> b 1 k 1"), target_tracks)
-        terms["motion"] = F.binary_cross_entropy_with_logits(out.motion_logit, moves.to(out.motion_logit.dtype))
+    track_term = F.mse_loss(out.tracks, target_tracks)
     image_term = F.mse_loss(out.image_recon, patchify(normalize_image(image), patch))
     zero = track_term.new_zeros(())
     balance_term = sum((load_balance_loss(r.probs, r.expert_index) for r in out.routing), zero)
     z_term = sum((router_z_loss(r.logits) for r in out.routing), zero)
     total = (weights.track * track_term + weights.image * image_term
              + weights.load_balance * balance_term + weights.z * z_term)
-    if "motion" in terms:
-        total = total + weights.motion * terms["motion"]
-    terms.update(track=track_term, image=image_term, load_balance=balance_term, z=z_term, total=total)
+    terms = {"track": track_term, "image": image_term, "load_balance": balance_term, "z": z_term, "total": total}
     return total, {name: float(value.detach()) for name, value in terms.items()}
