@@ -8,7 +8,7 @@ export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 100 )))
 export MUJOCO_GL := egl
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install test demo smoke bench models clean
+.PHONY: install test demo smoke bench models models-multitask clean
 
 install:
 	@bash scripts/install.sh
@@ -27,6 +27,10 @@ smoke: install
 # The shipped default models from nothing: LIBERO collection, training, evaluation (hours on a CPU).
 models: install
 	bash scripts/make_models.sh
+
+# One policy for the ten LIBERO-Object tasks, grown from the shipped task-0 policy (after `make models`; hours).
+models-multitask: install
+	bash scripts/make_multitask_policy.sh
 
 bench: install
 	$(VENV)/bin/tramoe-bench models
