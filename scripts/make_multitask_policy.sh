@@ -34,9 +34,9 @@ for round in $(seq 1 "$ROUNDS"); do
   # each would oversubscribe a 2-core machine (3x slower per episode here).
   pids=()
   for half in 0-4 5-9; do
-    OMP_NUM_THREADS=1 $BIN/tramoe-collect-libero --suite libero_object --tasks $half --episodes "$EPISODES" --init-states 0-29 \
-      --policy $learner/last.safetensors --track-model models/track_moe.safetensors --policy-share 0.5 \
-      --seed $((round - 1)) --out data/libero/mt_dagger${round}_tasks$half &
+    OMP_NUM_THREADS=1 $BIN/tramoe-collect-libero --suite libero_object --tasks $half --episodes "$EPISODES" \
+      --init-states 0-29 --policy $learner/last.safetensors --track-model models/track_moe.safetensors \
+      --policy-share 0.5 --seed $((round - 1)) --out data/libero/mt_dagger${round}_tasks$half &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid"; done  # a failed collection stops the script
