@@ -28,7 +28,8 @@ smoke: install
 models: install
 	bash scripts/make_models.sh
 
-# One policy for the ten LIBERO-Object tasks, grown from the shipped task-0 policy (after `make models`; hours).
+# One policy for the ten LIBERO-Object tasks, grown from the shipped task-0 policy (after `make models`; hours;
+# in progress, not yet the default: models/README.md).
 models-multitask: install
 	bash scripts/make_multitask_policy.sh
 
