@@ -137,10 +137,16 @@ class PolicyConfig:
     # observation still gets a fresh first action; the rest are what a real-time executor applies at the steps
     # whose own action comes late (docs/ros-graph.md). 1: the paper's policy.
     action_chunk: int = 1
+    # Width of the instruction embedding the policy is conditioned on (the training config's language_encoder;
+    # MiniLM: 384): ATM's language tokens, which a multi-task policy needs to tell its tasks apart in one scene.
+    # 0: no instruction input (a one-task policy; the tracks alone carry the task).
+    instruction_dim: int = 0
 
     def __post_init__(self) -> None:
         if not self.views:
             raise ConfigError("policy needs at least one view")
+        if self.instruction_dim < 0:
+            raise ConfigError(f"instruction_dim must be >= 0 (0 = no instruction input), got {self.instruction_dim}")
         if self.action_chunk < 1:
             raise ConfigError(f"action_chunk must be at least 1, got {self.action_chunk}")
         if self.action_dim < 1:

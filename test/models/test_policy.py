@@ -232,3 +232,47 @@ def test_a_one_action_policy_widened_into_a_chunk_policy_acts_as_before():
         torch.testing.assert_close(after[:, :, c], before[:, :, 0])
     with pytest.raises(ValueError, match="one-action"):
         chunked.widen_one_action_weights(chunked.state_dict())
+
+
+def test_the_instruction_conditions_a_policy_grown_from_one_without_it():
+    """`instruction_dim` > 0: the embedding steers the actions once trained; completed with zero projections
+    (`with_instruction_weights`), a policy without instruction input acts exactly as before whatever the
+    instruction."""
+    torch.manual_seed(0)
+    plain = TrackGuidedPolicy(small_cfg(dropout=0.0)).eval()
+    cfg = small_cfg(dropout=0.0, instruction_dim=6)
+    conditioned = TrackGuidedPolicy(cfg).eval()
+    conditioned.load_state_dict(conditioned.with_instruction_weights(plain.state_dict()))
+    inputs = make_inputs(cfg)
+    first, second = torch.randn(2, 6), torch.randn(2, 6)
+    torch.testing.assert_close(conditioned(*inputs, first), plain(*inputs))
+    torch.testing.assert_close(conditioned(*inputs, second), plain(*inputs))
+
+    conditioned.train()
+    opt = torch.optim.AdamW(conditioned.parameters(), lr=1e-3, weight_decay=0.0)
+    targets = torch.rand(2, 2, cfg.frame_stack, 1, cfg.action_dim) * 2 - 1  # one target per instruction
+    for _ in range(30):
+        loss = sum(F.mse_loss(conditioned(*inputs, e), y) for e, y in zip((first, second), targets))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    conditioned.eval()
+    gap = (conditioned(*inputs, first) - conditioned(*inputs, second)).abs().mean()
+    assert gap > 0.1, gap
+    # Both the spatial and the temporal query learnt from the instruction.
+    assert conditioned.instruction_spatial.weight.abs().sum() > 0
+    assert conditioned.instruction_temporal.weight.abs().sum() > 0
+
+
+def test_instruction_inputs_are_checked():
+    needs = TrackGuidedPolicy(small_cfg(instruction_dim=6))
+    inputs = make_inputs(needs.cfg)
+    with pytest.raises(ValueError, match=r"instruction must be the \(B, instruction_dim\) = \(2, 6\) embedding, "
+                                         r"got None"):
+        needs(*inputs)
+    with pytest.raises(ValueError, match=r"= \(2, 6\) embedding, got \(2, 5\)"):
+        needs(*inputs, torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="takes no instruction"):
+        TrackGuidedPolicy(small_cfg())(*inputs, torch.zeros(2, 6))
+    with pytest.raises(ConfigError, match="instruction_dim"):
+        small_cfg(instruction_dim=-1)

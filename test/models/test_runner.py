@@ -6,6 +6,7 @@ from einops import rearrange
 
 from tramoe_ros.config import PolicyConfig, TrackModelConfig, config_to_dict
 from tramoe_ros.models.checkpoint import save_checkpoint
+from tramoe_ros.models.language import build_language_encoder
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.runner import PolicyRunner
 from tramoe_ros.models.track_transformer import TrackTransformer
@@ -98,3 +99,26 @@ def test_runner_keeps_the_chunk_planned_from_the_last_observation():
     np.testing.assert_array_equal(action, runner.last_chunk[0])
     runner.reset()
     assert runner.last_chunk is None
+
+
+def test_an_instructed_policy_acts_on_its_instruction_and_restarts_the_stack_on_a_new_one():
+    import dataclasses
+
+    encoder = build_language_encoder("minilm")
+    torch.manual_seed(0)
+    policy = TrackGuidedPolicy(dataclasses.replace(POLICY, instruction_dim=encoder.dim)).eval()
+    torch.nn.init.normal_(policy.instruction_spatial.weight)  # as trained: the instruction changes the actions
+    torch.nn.init.normal_(policy.instruction_temporal.weight)
+    with pytest.raises(ValueError, match="384-d instruction embedding; instruction encoder: none"):
+        PolicyRunner(policy, predictor=None)
+    runner = PolicyRunner(policy, predictor=None, instruction_encoder=encoder)
+    rng = np.random.default_rng(0)
+    obs = [_observation(rng, t) for t in range(5)]
+    bowl, ketchup = encoder.encode(["pick up the bowl"]), encoder.encode(["pick up the ketchup"])
+    got = [runner.step(o[0], o[2], "pick up the bowl", tracks=o[1]) for o in obs]
+    np.testing.assert_allclose(got[4], policy.act(*_batch(obs[2:5]), bowl)[0, 0].numpy(), rtol=1e-5, atol=1e-6)
+    # A new instruction is a new task: the stack starts again from this observation alone.
+    switched = runner.step(obs[4][0], obs[4][2], "pick up the ketchup", tracks=obs[4][1])
+    np.testing.assert_allclose(switched, policy.act(*_batch([obs[4]] * 3), ketchup)[0, 0].numpy(), rtol=1e-5,
+                               atol=1e-6)
+    assert np.abs(switched - policy.act(*_batch([obs[4]] * 3), bowl)[0, 0].numpy()).max() > 1e-3

@@ -164,16 +164,19 @@ def test_shape_mismatch_between_policy_and_track_model_is_a_clear_error(track_ru
 
 
 def test_a_chunk_policy_starts_from_a_one_action_policy(track_run, synthetic_data, tmp_path):
-    """`model.action_chunk=3` started from a one-action run's weights (learning rate 0): the chunk's loss (each
-    step's next 3 actions, masked past the episode end) is finite, and every action of the chunk is that run's."""
+    """`model.action_chunk=3 model.instruction_dim=384` started from a one-action run's weights without instruction
+    input (learning rate 0): the chunk's loss (each step's next 3 actions, masked past the episode end) is finite,
+    every action of the chunk is that run's, and the checkpoint brings its instruction encoder."""
     common = ["--config", str(CONFIG / "smoke_policy.yaml"), sources(synthetic_data, with_ood=False),
               f"track_model={track_run / 'best.safetensors'}", *TINY_POLICY]
     one, widened = tmp_path / "one", tmp_path / "widened"
     assert main_policy([*common, f"train.out_dir={one}", "train.epochs=1", "train.max_steps_per_epoch=2"]) == 0
     assert main_policy([*common, f"train.out_dir={widened}", "train.epochs=1", "train.max_steps_per_epoch=2",
-                        "optim.lr=0.0", "model.action_chunk=3", f"train.init_weights={one / 'last.safetensors'}"]) == 0
+                        "optim.lr=0.0", "model.action_chunk=3", "model.instruction_dim=384",
+                        f"train.init_weights={one / 'last.safetensors'}"]) == 0
     assert np.isfinite(_losses(widened, "action_mse")).all()
     runners = [PolicyRunner.from_checkpoints(run / "last.safetensors") for run in (one, widened)]
+    assert runners[0].instruction_encoder is None and runners[1].instruction_encoder.name == "minilm"
     episode = EpisodeFile(sorted((synthetic_data / "in_domain").glob("*.hdf5"))[0])
     images = {v: np.moveaxis(episode.frame(v, 0), 0, -1) for v in runners[0].cfg.views}
     proprio = {k: episode.proprio(k, 0, 1)[0] for k in runners[0].cfg.proprio_dims}

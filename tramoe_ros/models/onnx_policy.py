@@ -27,24 +27,29 @@ class OnnxUnavailable(RuntimeError):
 
 
 class _EncodeFrames(nn.Module):
+    """`encode_frames`; the instruction embedding is a third input only for a policy that takes one."""
+
     def __init__(self, policy: TrackGuidedPolicy):
         super().__init__()
         self.policy = policy
 
-    def forward(self, images: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
-        return self.policy.encode_frames(images, tracks)
+    def forward(self, images: torch.Tensor, tracks: torch.Tensor, *instruction: torch.Tensor) -> torch.Tensor:
+        return self.policy.encode_frames(images, tracks, *instruction)
 
 
 class _ActionsFromFrames(nn.Module):
-    """`actions_from_frames` with the proprio inputs as positional tensors, in the config's order."""
+    """`actions_from_frames` with the proprio inputs as positional tensors, in the config's order, then the
+    instruction embedding for a policy that takes one."""
 
     def __init__(self, policy: TrackGuidedPolicy):
         super().__init__()
         self.policy = policy
         self.proprio_names = list(policy.cfg.proprio_dims)
 
-    def forward(self, frames: torch.Tensor, tracks: torch.Tensor, *proprio: torch.Tensor) -> torch.Tensor:
-        return self.policy.actions_from_frames(frames, tracks, dict(zip(self.proprio_names, proprio)))
+    def forward(self, frames: torch.Tensor, tracks: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        n = len(self.proprio_names)
+        instruction = inputs[n] if len(inputs) > n else None
+        return self.policy.actions_from_frames(frames, tracks, dict(zip(self.proprio_names, inputs[:n])), instruction)
 
 
 def _session(module: nn.Module, inputs: tuple[torch.Tensor, ...], threads: int):
@@ -84,29 +89,39 @@ class OnnxPolicySteps:
         v, t, s = len(cfg.views), cfg.frame_stack, cfg.image_size
         images = torch.zeros(1, v, 1, 3, s, s)
         tracks = torch.zeros(1, v, 1, cfg.horizon, cfg.num_points, 2)
-        with torch.no_grad():
-            dim = policy.encode_frames(images, tracks).shape[-1]
-        frames = torch.zeros(1, t, dim)
+        frames = torch.zeros(1, t, cfg.temporal_dim)
         stacked = torch.zeros(1, v, t, cfg.horizon, cfg.num_points, 2)
         proprio = tuple(torch.zeros(1, t, d) for d in cfg.proprio_dims.values())
+        instruction = (torch.zeros(1, cfg.instruction_dim),) if cfg.instruction_dim else ()
         try:
-            self._encode = _session(_EncodeFrames(policy), (images, tracks), threads)
-            self._act = _session(_ActionsFromFrames(policy), (frames, stacked, *proprio), threads)
+            self._encode = _session(_EncodeFrames(policy), (images, tracks, *instruction), threads)
+            self._act = _session(_ActionsFromFrames(policy), (frames, stacked, *proprio, *instruction), threads)
         except ImportError as e:
             raise OnnxUnavailable(f"the ONNX exporter needs onnx and onnxscript ({e})") from None
         except Exception as e:  # the exporter raises many kinds; any of them means: keep torch
             raise OnnxUnavailable(f"exporting the policy to ONNX failed: {type(e).__name__}: {e}") from None
         self.proprio_names = list(cfg.proprio_dims)
+        self.instruction_dim = cfg.instruction_dim
 
-    def encode_frames(self, images: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
-        """images (1, V, 1, 3, S, S) 0..255, tracks (1, V, 1, H, K, 2) -> (1, 1, temporal_dim)."""
-        return torch.from_numpy(self._run(self._encode, images, tracks))
+    def encode_frames(self, images: torch.Tensor, tracks: torch.Tensor,
+                      instruction: torch.Tensor | None = None) -> torch.Tensor:
+        """images (1, V, 1, 3, S, S) 0..255, tracks (1, V, 1, H, K, 2), instruction (1, E) or None as the
+        policy's -> (1, 1, temporal_dim)."""
+        return torch.from_numpy(self._run(self._encode, images, tracks, *self._optional(instruction)))
 
-    def actions_from_frames(self, frames: torch.Tensor, tracks: torch.Tensor,
-                            proprio: dict[str, torch.Tensor]) -> torch.Tensor:
-        """frames (1, T, temporal_dim), tracks (1, V, T, H, K, 2), proprio name -> (1, T, d) -> (1, T, C,
-        action_dim), unclamped (T: the config's frame stack, C: its action chunk)."""
-        return torch.from_numpy(self._run(self._act, frames, tracks, *(proprio[k] for k in self.proprio_names)))
+    def actions_from_frames(self, frames: torch.Tensor, tracks: torch.Tensor, proprio: dict[str, torch.Tensor],
+                            instruction: torch.Tensor | None = None) -> torch.Tensor:
+        """frames (1, T, temporal_dim), tracks (1, V, T, H, K, 2), proprio name -> (1, T, d), instruction
+        (1, E) or None -> (1, T, C, action_dim), unclamped (T: the config's frame stack, C: its action chunk)."""
+        return torch.from_numpy(self._run(self._act, frames, tracks, *(proprio[k] for k in self.proprio_names),
+                                          *self._optional(instruction)))
+
+    def _optional(self, instruction: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The instruction as the sessions' last input: present exactly when the exported policy takes one."""
+        if (instruction is None) != (self.instruction_dim == 0):
+            raise ValueError(f"the exported policy takes {'an' if self.instruction_dim else 'no'} instruction "
+                             f"(instruction_dim {self.instruction_dim})")
+        return () if instruction is None else (instruction,)
 
     @staticmethod
     def _run(session, *tensors: torch.Tensor) -> np.ndarray:

@@ -11,6 +11,11 @@ Data flow for a frame stack of T steps, V views, K tracked points of horizon H:
    sinusoidal step embedding, block-causal attention;
 5. late fusion: action-CLS output ++ the raw predicted tracks of all views at that step -> MLP head -> the
    step's action and the next `action_chunk` - 1 (an action chunk; one action with the default 1).
+
+With `instruction_dim` > 0 the instruction embedding (E,) conditions both transformers as ATM's language tokens
+do: projected, it is added to the spatial CLS and to the action CLS, the queries whose outputs are read (ATM's
+temporal transformer reads its output at the language token). The projections start at zero, so a policy grown
+from one without instruction input (`with_instruction_weights`) first acts exactly as that one did.
 """
 from __future__ import annotations
 
@@ -115,6 +120,13 @@ class TrackGuidedPolicy(nn.Module):
         self.spatial_out = nn.Linear(cfg.dim, cfg.temporal_dim)
 
         self.action_cls = nn.Parameter(torch.randn(cfg.temporal_dim) * 0.02)
+        self.instruction_spatial = self.instruction_temporal = None
+        if cfg.instruction_dim:
+            self.instruction_spatial = nn.Linear(cfg.instruction_dim, cfg.dim)
+            self.instruction_temporal = nn.Linear(cfg.instruction_dim, cfg.temporal_dim)
+            for projection in (self.instruction_spatial, self.instruction_temporal):
+                nn.init.zeros_(projection.weight)
+                nn.init.zeros_(projection.bias)
         self.proprio_embed = nn.ModuleDict({k: nn.Linear(d, cfg.temporal_dim) for k, d in cfg.proprio_dims.items()})
         self.register_buffer("step_pos", sincos_1d(cfg.frame_stack, cfg.temporal_dim), persistent=False)
         # PolicyConfig has no temporal MLP width; 4 x temporal_dim gives ATM's 256 at the default width 64.
@@ -148,11 +160,31 @@ class TrackGuidedPolicy(nn.Module):
         widened[f"{last}.bias"] = repeat(bias, "a -> (c a)", c=self.cfg.action_chunk)
         return widened
 
+    def with_instruction_weights(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weights of this architecture without instruction input, completed with this policy's (zero)
+        instruction projections: the completed policy acts as the one without instruction did until it is
+        fine-tuned with instructions."""
+        added = {f"{name}.{key}": value.detach().clone()
+                 for name in ("instruction_spatial", "instruction_temporal")
+                 if getattr(self, name) is not None
+                 for key, value in getattr(self, name).state_dict().items()}
+        return {**state_dict, **{k: v for k, v in added.items() if k not in state_dict}}
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Total number of parameter elements (only those with requires_grad if `trainable_only`)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
-    def _check_inputs(self, images: torch.Tensor, tracks: torch.Tensor, proprio: dict[str, torch.Tensor]) -> None:
+    def _check_instruction(self, instruction: torch.Tensor | None, batch: int) -> None:
+        """Raise ValueError unless `instruction` is (B, instruction_dim) for a policy that takes one, None else."""
+        e = self.cfg.instruction_dim
+        if not e and instruction is not None:
+            raise ValueError("this policy takes no instruction (instruction_dim 0); pass instruction=None")
+        if e and (instruction is None or tuple(instruction.shape) != (batch, e)):
+            got = None if instruction is None else tuple(instruction.shape)
+            raise ValueError(f"instruction must be the (B, instruction_dim) = {(batch, e)} embedding, got {got}")
+
+    def _check_inputs(self, images: torch.Tensor, tracks: torch.Tensor, proprio: dict[str, torch.Tensor],
+                      instruction: torch.Tensor | None) -> None:
         """Raise ValueError naming the first input whose shape does not match the config."""
         cfg = self.cfg
         v, s = len(cfg.views), cfg.image_size
@@ -171,14 +203,17 @@ class TrackGuidedPolicy(nn.Module):
         for k, d in cfg.proprio_dims.items():
             if tuple(proprio[k].shape) != (b, t, d):
                 raise ValueError(f"proprio[{k!r}] must be (B, T, d) = {(b, t, d)}, got {tuple(proprio[k].shape)}")
+        self._check_instruction(instruction, b)
 
-    def encode_frames(self, images: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
+    def encode_frames(self, images: torch.Tensor, tracks: torch.Tensor,
+                      instruction: torch.Tensor | None = None) -> torch.Tensor:
         """Early fusion of each frame's images and tracks. Frames are encoded independently, so in eval mode a
         closed-loop runner can encode each new frame once and keep the features of the stack (`PolicyRunner`).
 
         Args:
             images: (B, V, T, 3, S, S) 0..255
             tracks: (B, V, T, H, K, 2)
+            instruction: (B, instruction_dim) embedding, or None for a policy without instruction input
         Returns:
             (B, T, temporal_dim) per-frame feature
         """
@@ -197,24 +232,32 @@ class TrackGuidedPolicy(nn.Module):
         track_in = rearrange(torch.cat([tracks, view_id], dim=-1), "b v t h k c -> (b t v) h k c")
         track_tokens = rearrange(self.track_embed(track_in), "(bt v) k d -> bt (v k) d", v=v)  # ((B T), V*K, dim)
 
-        cls = repeat(self.spatial_cls, "d -> bt 1 d", bt=b * t)
+        cls = repeat(self.spatial_cls, "d -> b t 1 d", b=b, t=t)
+        if self.instruction_spatial is not None:
+            cls = cls + rearrange(self.instruction_spatial(instruction), "b d -> b 1 1 d")
+        cls = rearrange(cls, "b t 1 d -> (b t) 1 d")
         x = torch.cat([cls, img_tokens, track_tokens], dim=1)
         for block in self.spatial_blocks:
             x = block(x)
         feat = self.spatial_out(self.spatial_norm(x[:, 0]))
         return rearrange(feat, "(b t) d -> b t d", b=b)
 
-    def _temporal(self, spatial: torch.Tensor, proprio: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _temporal(self, spatial: torch.Tensor, proprio: dict[str, torch.Tensor],
+                  instruction: torch.Tensor | None) -> torch.Tensor:
         """Block-causal transformer over the frame stack.
 
         Args:
             spatial: (B, T, temporal_dim)
             proprio: name -> (B, T, d)
+            instruction: (B, instruction_dim) or None
         Returns:
             (B, T, temporal_dim) action-CLS output per step
         """
         b, t, _ = spatial.shape
-        tokens = [repeat(self.action_cls, "d -> b t d", b=b, t=t), spatial]
+        action_query = repeat(self.action_cls, "d -> b t d", b=b, t=t)
+        if self.instruction_temporal is not None:
+            action_query = action_query + rearrange(self.instruction_temporal(instruction), "b d -> b 1 d")
+        tokens = [action_query, spatial]
         tokens += [self.proprio_embed[k](proprio[k]) for k in self.proprio_embed]
         x = torch.stack(tokens, dim=2) + rearrange(self.step_pos[:t], "t d -> 1 t 1 d")  # (B, T, M, temporal_dim)
         m = x.shape[2]
@@ -226,37 +269,41 @@ class TrackGuidedPolicy(nn.Module):
         x = rearrange(self.temporal_norm(x), "b (t m) d -> b t m d", m=m)
         return x[:, :, 0]
 
-    def forward(self, images: torch.Tensor, tracks: torch.Tensor, proprio: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, tracks: torch.Tensor, proprio: dict[str, torch.Tensor],
+                instruction: torch.Tensor | None = None) -> torch.Tensor:
         """
         Args:
             images: (B, V, T, 3, S, S) float, 0..255; V = len(cfg.views), 1 <= T <= cfg.frame_stack
             tracks: (B, V, T, H, K, 2) predicted tracks (frozen track model, per view and frame), normalised x/W, y/H
             proprio: name -> (B, T, d), exactly the entries of cfg.proprio_dims
+            instruction: (B, instruction_dim) embedding of the instruction (cfg.instruction_dim > 0), else None
         Returns:
             (B, T, C, action_dim) unclamped action chunks for every step, C = cfg.action_chunk: step t's own
             action, then those of t+1 .. t+C-1 (training regresses all T with MSE, as ATM)
         """
-        self._check_inputs(images, tracks, proprio)
-        return self.actions_from_frames(self.encode_frames(images, tracks), tracks, proprio)
+        self._check_inputs(images, tracks, proprio, instruction)
+        return self.actions_from_frames(self.encode_frames(images, tracks, instruction), tracks, proprio, instruction)
 
-    def actions_from_frames(self, frames: torch.Tensor, tracks: torch.Tensor,
-                            proprio: dict[str, torch.Tensor]) -> torch.Tensor:
+    def actions_from_frames(self, frames: torch.Tensor, tracks: torch.Tensor, proprio: dict[str, torch.Tensor],
+                            instruction: torch.Tensor | None = None) -> torch.Tensor:
         """Temporal fusion and the action head over per-frame features from `encode_frames`.
 
         Args:
             frames: (B, T, temporal_dim)
             tracks: (B, V, T, H, K, 2) the raw tracks for late fusion
             proprio: name -> (B, T, d)
+            instruction: (B, instruction_dim) or None, as `forward`
         Returns:
             (B, T, C, action_dim) unclamped
         """
-        feat = self._temporal(frames, proprio)
+        feat = self._temporal(frames, proprio, instruction)
         # Late fusion: the raw trajectories join the fused feature right before the head (paper Sec. 3.2).
         raw = rearrange(tracks, "b v t h k c -> b t (v h k c)")
         return rearrange(self.head(torch.cat([feat, raw], dim=-1)), "b t (c a) -> b t c a", c=self.cfg.action_chunk)
 
     @torch.no_grad()
-    def act(self, images: torch.Tensor, tracks: torch.Tensor, proprio: dict[str, torch.Tensor]) -> torch.Tensor:
+    def act(self, images: torch.Tensor, tracks: torch.Tensor, proprio: dict[str, torch.Tensor],
+            instruction: torch.Tensor | None = None) -> torch.Tensor:
         """Inference: the action chunk of the newest frame, clamped to [-1, 1]. Inputs as `forward`.
 
         Returns:
@@ -265,4 +312,4 @@ class TrackGuidedPolicy(nn.Module):
         if self.training:
             # Dropout and batch-statistics BatchNorm would make the action depend on the batch; fail loudly.
             raise RuntimeError("TrackGuidedPolicy.act needs eval mode; call .eval() first")
-        return self.forward(images, tracks, proprio)[:, -1].clamp(-1.0, 1.0)
+        return self.forward(images, tracks, proprio, instruction)[:, -1].clamp(-1.0, 1.0)

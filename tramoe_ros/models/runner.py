@@ -19,6 +19,7 @@ from einops import rearrange
 from tramoe_ros.config import PolicyConfig
 from tramoe_ros.data.sampling import sample_double_grid
 from tramoe_ros.models.checkpoint import load_model
+from tramoe_ros.models.language import LanguageEncoder, build_language_encoder
 from tramoe_ros.models.onnx_policy import OnnxPolicySteps, OnnxUnavailable
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.predictor import TrackPredictor
@@ -29,17 +30,31 @@ class PolicyRunner:
 
     Observations per step: images {view: (S, S, 3) uint8}, proprio {name: (d,)}, the instruction, and optionally
     the tracks {view: (H, K, 2)} already predicted for these images (the ROS graph predicts them in the track
-    node); without them the runner's own `TrackPredictor` predicts from the grid queries.
+    node); without them the runner's own `TrackPredictor` predicts from the grid queries. A policy conditioned on
+    the instruction (`instruction_dim` > 0) gets its embedding from `instruction_encoder`; a new instruction starts
+    a new frame stack, since the stacked frames were encoded for the old one.
     """
 
     def __init__(self, policy: TrackGuidedPolicy, predictor: TrackPredictor | None, model_id: str = "unsaved",
-                 device: str | torch.device = "cpu", onnxruntime: bool = False):
+                 device: str | torch.device = "cpu", onnxruntime: bool = False,
+                 instruction_encoder: LanguageEncoder | None = None):
         """`onnxruntime`: on the CPU, run the policy's per-step computations with ONNX Runtime (`OnnxPolicySteps`,
         ~2x faster, the same actions to ~1e-5); where it cannot (not installed, export failed, another device) the
-        runner keeps torch and `backend_note` says why."""
+        runner keeps torch and `backend_note` says why.
+
+        Raises:
+            ValueError: the policy takes an instruction and `instruction_encoder` is missing or of another width
+        """
         self.device = torch.device(device)
         self.policy = policy.to(self.device).eval()
         self.cfg: PolicyConfig = policy.cfg
+        if self.cfg.instruction_dim and (instruction_encoder is None
+                                         or instruction_encoder.dim != self.cfg.instruction_dim):
+            got = "none" if instruction_encoder is None else f"{instruction_encoder.name} ({instruction_encoder.dim}-d)"
+            raise ValueError(f"the policy takes a {self.cfg.instruction_dim}-d instruction embedding; "
+                             f"instruction encoder: {got}")
+        self.instruction_encoder = instruction_encoder if self.cfg.instruction_dim else None
+        self._instruction: tuple[str, torch.Tensor] | None = None  # the last instruction and its (1, E) embedding
         # What computes encode_frames and actions_from_frames: the torch policy or its ONNX Runtime sessions.
         self.steps: TrackGuidedPolicy | OnnxPolicySteps = self.policy
         self.backend, self.backend_note = "torch", ""
@@ -74,7 +89,10 @@ class PolicyRunner:
             # A shipped policy names its track model relative to the folder both live in.
             track_path = Path(policy_path).parent / Path(track_path).name
         predictor = TrackPredictor.from_checkpoint(track_path, device=device) if track_path else None
-        return cls(policy, predictor, model_id=ckpt.model_id, device=device, onnxruntime=onnxruntime)
+        encoder = (build_language_encoder(ckpt.extra.get("language_encoder", "minilm"))
+                   if policy.cfg.instruction_dim else None)
+        return cls(policy, predictor, model_id=ckpt.model_id, device=device, onnxruntime=onnxruntime,
+                   instruction_encoder=encoder)
 
     def reset(self) -> None:
         """Forget the frame stack (a new episode)."""
@@ -122,6 +140,17 @@ class PolicyRunner:
             if np.shape(proprio[name]) != (d,) or not np.isfinite(proprio[name]).all():
                 raise ValueError(f"proprio {name!r} must be {d} finite values, got {np.asarray(proprio[name])}")
 
+    def _embed(self, instruction: str) -> torch.Tensor | None:
+        """(1, E) embedding of the instruction for a policy that takes one (None otherwise); a changed
+        instruction clears the frame stack."""
+        if self.instruction_encoder is None:
+            return None
+        if self._instruction is None or self._instruction[0] != instruction:
+            if self._instruction is not None:
+                self._stack.clear()
+            self._instruction = (instruction, self.instruction_encoder.encode([instruction]).to(self.device))
+        return self._instruction[1]
+
     @torch.no_grad()
     def step(self, images: dict[str, np.ndarray], proprio: dict[str, np.ndarray], instruction: str,
              tracks: dict[str, np.ndarray] | None = None) -> np.ndarray:
@@ -134,10 +163,11 @@ class PolicyRunner:
         start = time.perf_counter()
         tracks = tracks if tracks is not None else self.predict_tracks(images, instruction)
         self._check(images, tracks, proprio)
+        embedding = self._embed(instruction)
         imgs = torch.from_numpy(np.stack([images[v] for v in self.cfg.views])).float()  # (V, S, S, 3)
         imgs = rearrange(imgs, "v h w c -> 1 v 1 c h w").to(self.device)
         trk = torch.from_numpy(np.stack([tracks[v] for v in self.cfg.views]).astype(np.float32)).to(self.device)
-        frame = self.steps.encode_frames(imgs, trk[None, :, None])[0, 0]
+        frame = self.steps.encode_frames(imgs, trk[None, :, None], embedding)[0, 0]
         entry = (frame, trk, {k: torch.as_tensor(np.asarray(proprio[k], np.float32), device=self.device)
                               for k in self.cfg.proprio_dims})
         if not self._stack:
@@ -147,7 +177,7 @@ class PolicyRunner:
         frames = torch.stack([e[0] for e in self._stack])[None]  # (1, T, temporal_dim)
         stacked_tracks = torch.stack([e[1] for e in self._stack], dim=1)[None]  # (1, V, T, H, K, 2)
         prop = {k: torch.stack([e[2][k] for e in self._stack])[None] for k in self.cfg.proprio_dims}
-        chunk = self.steps.actions_from_frames(frames, stacked_tracks, prop)[0, -1].clamp(-1.0, 1.0)
+        chunk = self.steps.actions_from_frames(frames, stacked_tracks, prop, embedding)[0, -1].clamp(-1.0, 1.0)
         self.last_chunk = chunk.float().cpu().numpy()
         self.last_latency_ms = (time.perf_counter() - start) * 1e3
         return self.last_chunk[0]

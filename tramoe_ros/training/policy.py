@@ -16,6 +16,7 @@ from tramoe_ros.data.datasets import PolicyDataset
 from tramoe_ros.data.episode import EpisodeFile
 from tramoe_ros.data.sampling import sample_double_grid
 from tramoe_ros.models.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from tramoe_ros.models.language import build_language_encoder
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.training.batches import BatchedTask
@@ -117,6 +118,12 @@ class PolicyTrainingTask(BatchedTask):
                                                                         progress=self.dist.is_main,
                                                                         cache_dir=cfg.track_cache_dir or None),
                                      **common)
+        self.instruction_encoder = None
+        if cfg.model.instruction_dim:
+            self.instruction_encoder = build_language_encoder(cfg.language_encoder)
+            if self.instruction_encoder.dim != cfg.model.instruction_dim:
+                raise ValueError(f"model.instruction_dim {cfg.model.instruction_dim} != the "
+                                 f"{self.instruction_encoder.dim}-d embeddings of {cfg.language_encoder!r}")
         self.model = TrackGuidedPolicy(cfg.model).to(device)
         self.train_model = self.model
         self._build_loaders(cfg.train, cfg.data.num_workers)
@@ -124,7 +131,11 @@ class PolicyTrainingTask(BatchedTask):
     def _squared_error(self, model: torch.nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed squared action error over the chunk steps inside the episode, and how many values it sums."""
         proprio = {k: batch["proprio"][k].to(self.device) for k in self.cfg.model.proprio_dims}
-        pred = model(batch["images"].to(self.device), batch["tracks"].to(self.device), proprio)  # (B, T, C, A)
+        instruction = None
+        if self.instruction_encoder is not None:
+            instruction = self.instruction_encoder.encode(list(batch["instruction"])).to(self.device)  # (B, E)
+        pred = model(batch["images"].to(self.device), batch["tracks"].to(self.device), proprio,
+                     instruction)  # (B, T, C, A)
         mask = batch["action_mask"].to(self.device)[..., None]  # (B, T, C, 1)
         se = ((pred - batch["actions"].to(self.device)) ** 2 * mask).sum()
         return se, mask.sum() * pred.shape[-1]
@@ -150,12 +161,16 @@ class PolicyTrainingTask(BatchedTask):
     def save(self, path: Path, extra: dict) -> None:
         save_checkpoint(path, self.model, self.kind, config_to_dict(self.cfg.model),
                         {**extra, "track_model": str(self.cfg.track_model),
+                         "language_encoder": self.cfg.language_encoder,
                          "track_model_id": self.predictor.model_id, "train_config": config_to_dict(self.cfg)})
 
     def load_weights(self, path: Path) -> None:
         """Start from a policy checkpoint's weights; those of a one-action policy also start a chunk policy
-        (`TrackGuidedPolicy.widen_one_action_weights`)."""
+        (`TrackGuidedPolicy.widen_one_action_weights`), those of a policy without instruction input one with it
+        (`TrackGuidedPolicy.with_instruction_weights`)."""
         ckpt = load_checkpoint(path, kind=self.kind)
+        if ckpt.config.get("instruction_dim", 0) == 0 and self.cfg.model.instruction_dim:
+            ckpt = dataclasses.replace(ckpt, state_dict=self.model.with_instruction_weights(ckpt.state_dict))
         if ckpt.config.get("action_chunk", 1) == 1 and self.cfg.model.action_chunk > 1:
             try:
                 ckpt = dataclasses.replace(ckpt, state_dict=self.model.widen_one_action_weights(ckpt.state_dict))
