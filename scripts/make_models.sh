@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+source scripts/lib.sh
 # libero_90 tasks the scripted expert solves (tramoe-collect-libero --suite libero_90 --dry-run ...; see
 # models/README.md): the out-of-domain videos.
 OOD_TASKS=${OOD_TASKS:-2,9,10,12,13,14,15,16,17,24,25,26,27,29,30,31,34,36,37,43,46,47,49,50,51,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,74,76,79,82,84,85,87}
@@ -18,14 +19,6 @@ OOD_TASKS=${OOD_TASKS:-2,9,10,12,13,14,15,16,17,24,25,26,27,29,30,31,34,36,37,43
 $BIN/tramoe-collect-libero --suite libero_object --tasks 0-9 --episodes 30 --out data/libero/libero_object
 $BIN/tramoe-collect-libero --suite libero_90 --tasks "$OOD_TASKS" --episodes 3 --max-attempts 6 --no-actions \
   --out data/libero/libero_90
-
-train() {  # train TRAINER CONFIG RUN_DIR [OVERRIDES...]: a run interrupted (or finished) earlier resumes from its
-  # train state
-  local trainer=$1 config=$2 run=$3
-  shift 3
-  if [ -f "$run/train_state.pt" ]; then set -- "$@" "train.resume=$run"; fi
-  "$BIN/$trainer" --config "$config" "train.out_dir=$run" "$@"
-}
 
 train tramoe-train-tracks config/train_tracks_cpu.yaml runs/cpu/tracks
 mkdir -p models
