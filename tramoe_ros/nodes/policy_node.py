@@ -30,7 +30,7 @@ from typing import NoReturn
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Header, String
+from std_msgs.msg import Header
 from tramoe_msgs.msg import EpisodeStatus, PolicyAction, TrackArray
 
 from tramoe_ros.models.checkpoint import CheckpointError
@@ -38,14 +38,15 @@ from tramoe_ros.models.device import select_device
 from tramoe_ros.models.language import LanguageEncoderError
 from tramoe_ros.models.runner import PolicyRunner
 from tramoe_ros.ros import topics
-from tramoe_ros.ros.conversions import (action_to_msg, instruction_from_msg, joint_positions, ns_to_stamp,
-                                        rgb_from_image, stamp_to_ns, tracks_from_msg)
+from tramoe_ros.ros.conversions import (action_to_msg, joint_positions, ns_to_stamp, rgb_from_image, stamp_to_ns,
+                                        tracks_from_msg)
 from tramoe_ros.ros.cpu_share import set_torch_threads
 from tramoe_ros.ros.diagnostics import NodeHealth
 from tramoe_ros.ros.errors import MalformedMessage, NodeStartupError
 from tramoe_ros.ros.image_sets import NewestImageSet
+from tramoe_ros.ros.instruction import InstructionInput
 from tramoe_ros.ros.params import Param, declare_params, non_negative, not_empty, one_of, positive, resolve_path
-from tramoe_ros.ros.qos import IMAGE_HISTORY_QOS, JOINT_STATE_HISTORY_QOS, LATCHED_QOS, RELIABLE_QOS, STATUS_QOS
+from tramoe_ros.ros.qos import IMAGE_HISTORY_QOS, JOINT_STATE_HISTORY_QOS, RELIABLE_QOS, STATUS_QOS
 from tramoe_ros.ros.runtime import run_node
 
 PARAMS = [
@@ -117,7 +118,6 @@ class PolicyNode(Node):
         self._status_episode: int | None = None
         self._episode_start = 0  # stamp of the current episode's first status (ns)
         self._warned_track_models: set[str] = set()
-        self._instruction: str | None = None
         self._inference_ms: deque[float] = deque(maxlen=REPORT_WINDOW)
         self._action_times: deque[float] = deque(maxlen=REPORT_WINDOW)
 
@@ -132,9 +132,7 @@ class PolicyNode(Node):
         self.create_subscription(TrackArray, topics.TRACKS, self._on_tracks, RELIABLE_QOS)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joint_state, JOINT_STATE_HISTORY_QOS)
         self.create_subscription(EpisodeStatus, topics.EPISODE_STATUS, self._on_episode_status, STATUS_QOS)
-        if cfg.instruction_dim:
-            self.health.watch(topics.INSTRUCTION, latched=True)
-            self.create_subscription(String, topics.INSTRUCTION, self._on_instruction, LATCHED_QOS)
+        self.instruction = InstructionInput(self, self.health) if cfg.instruction_dim else None
         if self.runner.backend_note:
             self.get_logger().warning(f"the policy runs on torch: {self.runner.backend_note}")
         self.get_logger().info(f"policy {self.runner.model_id} ({path}) on {self.runner.device} "
@@ -151,15 +149,6 @@ class PolicyNode(Node):
         self.runner.reset()
 
     # ---- inputs ----------------------------------------------------------------------------------------------
-
-    def _on_instruction(self, msg: String) -> None:
-        try:
-            instruction = instruction_from_msg(msg)
-        except MalformedMessage as e:
-            self.health.drop(e)  # the previous instruction stays
-            return
-        self.health.seen(topics.INSTRUCTION)
-        self._instruction = instruction
 
     def _on_image(self, view: str, msg: Image) -> None:
         try:
@@ -327,7 +316,8 @@ class PolicyNode(Node):
         if observation is None:
             return
         stamp, images, proprio, tracks = observation
-        if self.runner.cfg.instruction_dim and self._instruction is None:
+        instruction = self.instruction.value if self.instruction is not None else ""
+        if instruction is None:
             self.health.drop("no_instruction", f"no instruction on {topics.INSTRUCTION} yet")
             return
         if self._status_episode != self._episode:
@@ -336,7 +326,7 @@ class PolicyNode(Node):
         try:
             # Tracks come from the track node; the instruction conditions a multi-task policy (one without
             # instruction input ignores it).
-            action = self.runner.step(images, proprio, self._instruction or "", tracks)
+            action = self.runner.step(images, proprio, instruction, tracks)
         except ValueError as e:
             self.health.drop("invalid_observation", str(e))
             return

@@ -21,7 +21,7 @@ from typing import NoReturn
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header, String
+from std_msgs.msg import Header
 from tramoe_msgs.msg import TrackArray
 
 from tramoe_ros.data.sampling import sample_double_grid
@@ -30,14 +30,14 @@ from tramoe_ros.models.device import select_device
 from tramoe_ros.models.language import LanguageEncoderError
 from tramoe_ros.models.predictor import TrackPredictor
 from tramoe_ros.ros import topics
-from tramoe_ros.ros.conversions import (image_from_rgb, instruction_from_msg, ns_to_stamp, rgb_from_image, stamp_to_ns,
-                                        tracks_to_msg)
+from tramoe_ros.ros.conversions import image_from_rgb, ns_to_stamp, rgb_from_image, stamp_to_ns, tracks_to_msg
 from tramoe_ros.ros.cpu_share import BackgroundThread, set_torch_threads
 from tramoe_ros.ros.diagnostics import NodeHealth
 from tramoe_ros.ros.errors import MalformedMessage, NodeStartupError
 from tramoe_ros.ros.image_sets import NewestImageSet
+from tramoe_ros.ros.instruction import InstructionInput
 from tramoe_ros.ros.params import Param, declare_params, non_negative, not_empty, one_of, positive, resolve_path
-from tramoe_ros.ros.qos import IMAGE_QOS, LATCHED_QOS, LATEST_IMAGE_QOS, RELIABLE_QOS
+from tramoe_ros.ros.qos import IMAGE_QOS, LATEST_IMAGE_QOS, RELIABLE_QOS
 from tramoe_ros.ros.runtime import run_node
 from tramoe_ros.viz import draw_tracks
 
@@ -85,34 +85,21 @@ class TrackNode(Node):
         self.predictor.predict(np.zeros((len(self.views), self.image_size, self.image_size, 3), np.uint8),
                                self.queries, "warm up")
 
-        self._instruction: str | None = None
         self._images = NewestImageSet(self.views, self.params["sync_tolerance_s"])
         self._last_output: TrackArray | None = None
         self._expert_usage: dict[int, deque[np.ndarray]] = {}
         self._inference_ms: deque[float] = deque(maxlen=REPORT_WINDOW)
 
         self.health = NodeHealth(self, self.params["stale_after_s"], hardware_id=self.predictor.model_id)
-        self.health.watch(topics.INSTRUCTION, latched=True)
+        self.instruction = InstructionInput(self, self.health)
         self._tracks_pub = self.create_publisher(TrackArray, topics.TRACKS, RELIABLE_QOS)
         self._overlay_pubs = {v: self.create_publisher(Image, topics.track_overlay(v), IMAGE_QOS) for v in self.views}
-        self.create_subscription(String, topics.INSTRUCTION, self._on_instruction, LATCHED_QOS)
         for view in self.views:
             self.health.watch(topics.camera_image(view))
             self.create_subscription(Image, topics.camera_image(view), lambda msg, v=view: self._on_image(v, msg),
                                      LATEST_IMAGE_QOS)
         self.get_logger().info(f"track model {self.predictor.model_id} ({path}) on {self.predictor.device}, "
                                f"views {self.views}")
-
-    def _on_instruction(self, msg: String) -> None:
-        try:
-            instruction = instruction_from_msg(msg)
-        except MalformedMessage as e:
-            self.health.drop(e)  # the previous instruction stays
-            return
-        self.health.seen(topics.INSTRUCTION)
-        if instruction != self._instruction:
-            self.get_logger().info(f"instruction: {instruction!r}")
-        self._instruction = instruction
 
     def _on_image(self, view: str, msg: Image) -> None:
         self._background.apply()
@@ -135,12 +122,12 @@ class TrackNode(Node):
             return
         if not self._images.ready(image_set):
             return  # a view has no image newer than the last set yet, or the views are not one moment yet
-        if self._instruction is None:
+        if self.instruction.value is None:
             self.health.drop("no_instruction", f"no instruction on {topics.INSTRUCTION} yet")
             return
         images = np.stack(image_set.images)
         start = time.perf_counter()
-        tracks = self.predictor.predict(images, self.queries, self._instruction).numpy()
+        tracks = self.predictor.predict(images, self.queries, self.instruction.value).numpy()
         self._inference_ms.append((time.perf_counter() - start) * 1e3)
         self._images.take(image_set)
         if not np.isfinite(tracks).all():
