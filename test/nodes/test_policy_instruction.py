@@ -13,15 +13,13 @@ from tramoe_msgs.msg import PolicyAction, TrackArray
 
 from model_fixtures import tiny_model_configs
 from node_fixtures import NodeProcess, ros_args
-from test_policy_realtime import ARM_JOINTS, FINGERS, VIEWS, actions_for, observation, tracks
+from test_policy_realtime import ARM_JOINTS, FINGERS, MS, VIEWS, actions_for, observation, tracks
 from tramoe_ros.config import config_to_dict
 from tramoe_ros.models.checkpoint import save_checkpoint
 from tramoe_ros.models.policy import TrackGuidedPolicy
 from tramoe_ros.models.runner import PolicyRunner
 from tramoe_ros.ros import topics
 from tramoe_ros.ros.qos import IMAGE_QOS, LATCHED_QOS, RELIABLE_QOS
-
-MS = 1_000_000
 
 
 @pytest.fixture(scope="module")
