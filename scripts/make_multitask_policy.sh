@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 source scripts/lib.sh
 ROUNDS=${DAGGER_ROUNDS:-2}
-INSTRUCTED_ROUNDS=${INSTRUCTED_ROUNDS:-2}
+INSTRUCTED_ROUNDS=${INSTRUCTED_ROUNDS:-4}
 EPISODES=${DAGGER_EPISODES:-10}    # DAgger episodes per task and round
 EVAL_TRIALS=${EVAL_TRIALS:-20}
 CLEAN=${CLEAN:-data/libero/libero_object}  # the clean demonstrations (any folder of them)
